@@ -1,0 +1,232 @@
+//! Provisioning of database tenants: login role, database, CONNECT
+//! restricted to that role, and migrations run inside the new database as
+//! that role so the tenant owns its objects.
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::schema::{
+    create_role, created_line, ensure_membership, execute, ready_line, set_password,
+};
+use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
+use crate::migrations::Migration;
+use crate::plan::TenantPlan;
+use crate::plan::action::Action;
+use crate::spec::desired::{DatabaseTarget, DesiredTenant, RoleTarget};
+use crate::sql::quote_ident;
+use crate::state::registry::{self, STATUS_PENDING};
+use crate::state::{db, server_key};
+
+/// Table, inside each tenant database, that records the migrations applied
+/// there; it lets a rerun after a crash tell what ran before the registry
+/// heard of it.
+const LOCAL_RECORD_DDL: &str = "CREATE SCHEMA IF NOT EXISTS tenantctl; \
+    CREATE TABLE IF NOT EXISTS tenantctl.migrations (\
+    version text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
+
+#[derive(QueryableByName)]
+struct LocalRecord {
+    #[diesel(sql_type = Text)]
+    version: String,
+    #[diesel(sql_type = Text)]
+    checksum: String,
+}
+
+/// Applies a database tenant's plan.
+pub fn apply(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    tenant_plan: &TenantPlan,
+) -> Result<(Report, &'static str), TenantError> {
+    let database = tenant
+        .database
+        .as_ref()
+        .ok_or_else(|| TenantError::new("plan", "database tenant without a database"))?;
+    let mut control =
+        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
+    let status = final_status(tenant, tenant_plan);
+    let mut report = vec![created_line(tenant, tenant_plan)];
+
+    // The registry learns of the tenant before anything is created, so a
+    // crash right after CREATE DATABASE leaves a record that owns the database.
+    if !context.actual.registry.tenants.contains_key(&tenant.id) {
+        write_record(
+            &mut control,
+            context,
+            tenant,
+            tenant_plan,
+            STATUS_PENDING,
+            None,
+        )
+        .map_err(|error| TenantError::new("record in registry", error))?;
+    }
+
+    let key = server_key(database, &context.servers.control_key);
+    let role = RoleTarget {
+        name: database.owner.clone(),
+        password: database.password.clone(),
+    };
+    let needs_admin = tenant_plan.actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::CreateRole { .. }
+                | Action::SetPassword { .. }
+                | Action::AdoptRole { .. }
+                | Action::CreateDatabase { .. }
+                | Action::RestrictConnect { .. }
+        )
+    });
+    if needs_admin {
+        let pool = context.server_pool(&key)?;
+        let mut admin = pool
+            .get()
+            .map_err(|error| TenantError::new("connect", format!("server {key}: {error}")))?;
+        for action in &tenant_plan.actions {
+            match action {
+                Action::CreateRole { .. } => create_role(&mut admin, &context.current_role, &role)?,
+                Action::SetPassword { .. } => set_password(&mut admin, &role)?,
+                Action::AdoptRole { role } => {
+                    ensure_membership(&mut admin, &context.current_role, role)?
+                }
+                Action::CreateDatabase {
+                    database: name,
+                    owner,
+                    template,
+                    ..
+                } => {
+                    let from = template
+                        .as_ref()
+                        .map(|t| format!(" TEMPLATE {} STRATEGY FILE_COPY", quote_ident(t)))
+                        .unwrap_or_default();
+                    execute(
+                        &mut admin,
+                        &format!("create database {name}"),
+                        &format!(
+                            "CREATE DATABASE {} OWNER {}{from}",
+                            quote_ident(name),
+                            quote_ident(owner)
+                        ),
+                    )?;
+                    report.push(format!("✓ Database '{name}' created"));
+                }
+                Action::RestrictConnect {
+                    database: name,
+                    role,
+                    ..
+                } => execute(
+                    &mut admin,
+                    &format!("restrict connect on {name}"),
+                    &format!(
+                        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+                        db = quote_ident(name),
+                        role = quote_ident(role)
+                    ),
+                )?,
+                _ => {}
+            }
+        }
+    }
+
+    for action in &tenant_plan.actions {
+        if let Action::RunMigrations { migrations } = action {
+            let set = tenant
+                .migrations
+                .as_ref()
+                .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+            let pending = migrate::pending(set, migrations)?;
+            let admin_url = &context
+                .servers
+                .get(&key)
+                .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?
+                .admin_url;
+            let applied = run_migrations(admin_url, database, &pending)?;
+            registry::record_migrations(
+                &mut control,
+                &tenant.id,
+                &applied
+                    .iter()
+                    .map(|(v, c)| (v.as_str(), c.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|error| TenantError::new("record migrations", error))?;
+            report.push("✓ Migrations completed".to_string());
+        }
+    }
+
+    finish(&mut control, context, tenant, tenant_plan, status)?;
+    report.push(ready_line(status));
+    Ok((report, status))
+}
+
+/// Runs migrations inside the tenant database as the tenant role; returns
+/// every (version, checksum) now applied there, including those a crashed
+/// earlier run applied but did not record in the registry.
+fn run_migrations(
+    admin_url: &str,
+    database: &DatabaseTarget,
+    pending: &[&Migration],
+) -> Result<Vec<(String, String)>, TenantError> {
+    let url = db::with_database(admin_url, &database.name)
+        .map_err(|error| TenantError::new("connect", error))?;
+    let mut connection = db::connect(&url).map_err(|error| TenantError::new("connect", error))?;
+    let role = quote_ident(&database.owner);
+    execute(
+        &mut connection,
+        "set role",
+        &format!("SET client_min_messages = warning; SET ROLE {role}; {LOCAL_RECORD_DDL}"),
+    )?;
+    let local: Vec<LocalRecord> =
+        diesel::sql_query("SELECT version, checksum FROM tenantctl.migrations")
+            .load(&mut connection)
+            .map_err(|error| TenantError::new("read tenantctl.migrations", error))?;
+    let already: std::collections::HashSet<&str> =
+        local.iter().map(|record| record.version.as_str()).collect();
+    let mut applied: Vec<(String, String)> = local
+        .iter()
+        .filter(|record| pending.iter().any(|m| m.version == record.version))
+        .map(|record| (record.version.clone(), record.checksum.clone()))
+        .collect();
+    let to_run: Vec<&&Migration> = pending
+        .iter()
+        .filter(|m| !already.contains(m.version.as_str()))
+        .collect();
+
+    let mut index = 0;
+    while index < to_run.len() {
+        if !to_run[index].run_in_transaction {
+            let migration = to_run[index];
+            migrate::run(&mut connection, migration)?;
+            record_local(&mut connection, migration)?;
+            applied.push((migration.version.clone(), migration.checksum.clone()));
+            index += 1;
+            continue;
+        }
+        let batch_end = to_run[index..]
+            .iter()
+            .position(|m| !m.run_in_transaction)
+            .map_or(to_run.len(), |offset| index + offset);
+        connection.transaction::<_, TenantError, _>(|connection| {
+            for migration in &to_run[index..batch_end] {
+                migrate::run(connection, migration)?;
+                record_local(connection, migration)?;
+            }
+            Ok(())
+        })?;
+        applied.extend(
+            to_run[index..batch_end]
+                .iter()
+                .map(|m| (m.version.clone(), m.checksum.clone())),
+        );
+        index = batch_end;
+    }
+    Ok(applied)
+}
+
+fn record_local(connection: &mut PgConnection, migration: &Migration) -> Result<(), TenantError> {
+    diesel::sql_query("INSERT INTO tenantctl.migrations (version, checksum) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
+        .bind::<Text, _>(&migration.version)
+        .bind::<Text, _>(&migration.checksum)
+        .execute(connection)
+        .map(|_| ())
+        .map_err(|error| TenantError::new("record in tenantctl.migrations", error))
+}

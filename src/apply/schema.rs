@@ -1,0 +1,193 @@
+//! Provisioning of schema tenants: the schema, its optional role and its
+//! migrations, all in one transaction together with the registry record.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
+use crate::plan::TenantPlan;
+use crate::plan::action::{Action, TenantChange};
+use crate::spec::desired::{DesiredTenant, RoleTarget};
+use crate::sql::{quote_ident, quote_literal, scram_verifier};
+use crate::state::catalog::CurrentRole;
+use crate::state::db;
+use crate::state::registry;
+
+/// Applies a schema tenant's plan.
+pub fn apply(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    tenant_plan: &TenantPlan,
+) -> Result<(Report, &'static str), TenantError> {
+    let schema = tenant
+        .schema
+        .as_ref()
+        .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
+    let mut connection =
+        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
+    let status = final_status(tenant, tenant_plan);
+    let mut report = vec![created_line(tenant, tenant_plan)];
+    connection.transaction::<_, TenantError, _>(|connection| {
+        // The record comes first: migration records refer to it.
+        write_record(connection, context, tenant, tenant_plan, status, None)
+            .map_err(|error| TenantError::new("record in registry", error))?;
+        for action in &tenant_plan.actions {
+            match action {
+                Action::CreateRole { role } => {
+                    create_role(connection, &context.current_role, role_target(schema.role.as_ref(), role)?)?
+                }
+                Action::SetPassword { role } => set_password(connection, role_target(schema.role.as_ref(), role)?)?,
+                Action::AdoptRole { role } => ensure_membership(connection, &context.current_role, role)?,
+                Action::CreateSchema { schema: name } => {
+                    execute(connection, "create schema", &format!("CREATE SCHEMA {}", quote_ident(name)))?;
+                    report.push(format!("✓ Schema '{name}' created"));
+                }
+                Action::RestrictSchema { schema: name, role, .. } => restrict_schema(connection, name, role.as_deref())?,
+                Action::RunMigrations { migrations } => {
+                    let set = tenant.migrations.as_ref().ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+                    let pending = migrate::pending(set, migrations)?;
+                    if pending.iter().any(|migration| !migration.run_in_transaction) {
+                        return Err(TenantError::new(
+                            "migrations",
+                            "a migration with run_in_transaction = false cannot run for a schema tenant, whose migrations share one transaction",
+                        ));
+                    }
+                    let schema_path = format!("SET LOCAL search_path TO {}", quote_ident(&schema.name));
+                    execute(connection, "set search_path", &schema_path)?;
+                    if let Some(role) = &schema.role {
+                        execute(connection, "set role", &format!("SET LOCAL ROLE {}", quote_ident(&role.name)))?;
+                    }
+                    for migration in &pending {
+                        migrate::run(connection, migration)?;
+                    }
+                    execute(connection, "reset role", "RESET ROLE; RESET search_path")?;
+                    let applied: Vec<(&str, &str)> =
+                        pending.iter().map(|m| (m.version.as_str(), m.checksum.as_str())).collect();
+                    registry::record_migrations(connection, &tenant.id, &applied)
+                        .map_err(|error| TenantError::new("record migrations", error))?;
+                    report.push("✓ Migrations completed".to_string());
+                }
+                _ => {}
+            }
+        }
+        finish(connection, context, tenant, tenant_plan, status)
+    })?;
+    report.push(ready_line(status));
+    Ok((report, status))
+}
+
+fn role_target<'a>(
+    role: Option<&'a RoleTarget>,
+    name: &str,
+) -> Result<&'a RoleTarget, TenantError> {
+    role.filter(|role| role.name == name).ok_or_else(|| {
+        TenantError::new(
+            "plan",
+            format!("role {name} is not declared for this tenant"),
+        )
+    })
+}
+
+/// Returns the first report line of a tenant.
+pub fn created_line(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> String {
+    match tenant_plan.change {
+        TenantChange::Create => format!("✓ Tenant '{}' created successfully", tenant.id),
+        TenantChange::Update => format!("✓ Tenant '{}' updated", tenant.id),
+    }
+}
+
+/// Returns the last report line of a tenant.
+pub fn ready_line(status: &str) -> String {
+    if status == registry::STATUS_READY {
+        "Tenant is ready to use".to_string()
+    } else {
+        format!("Tenant is {status}: run apply again to finish it")
+    }
+}
+
+/// Runs SQL built only from quoted identifiers and literals.
+pub fn execute(connection: &mut PgConnection, step: &str, sql: &str) -> Result<(), TenantError> {
+    connection
+        .batch_execute(sql)
+        .map_err(|error| TenantError::new(step, error))
+}
+
+/// Creates a login role with a SCRAM verifier, so the plaintext password
+/// never reaches the server. A role that is not superuser joins the new
+/// role, which PostgreSQL 15 requires for `SET ROLE` and `OWNER`.
+pub fn create_role(
+    connection: &mut PgConnection,
+    current: &CurrentRole,
+    role: &RoleTarget,
+) -> Result<(), TenantError> {
+    let password = match &role.password {
+        Some(password) => format!(" PASSWORD {}", quote_literal(&scram_verifier(password))),
+        None => String::new(),
+    };
+    execute(
+        connection,
+        &format!("create role {}", role.name),
+        &format!(
+            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS{password}",
+            quote_ident(&role.name)
+        ),
+    )?;
+    ensure_membership(connection, current, &role.name)
+}
+
+/// Makes the connecting role a member of `role` unless it is superuser.
+pub fn ensure_membership(
+    connection: &mut PgConnection,
+    current: &CurrentRole,
+    role: &str,
+) -> Result<(), TenantError> {
+    if current.superuser {
+        return Ok(());
+    }
+    execute(
+        connection,
+        &format!("grant {role} to {}", current.name),
+        &format!(
+            "GRANT {} TO {}",
+            quote_ident(role),
+            quote_ident(&current.name)
+        ),
+    )
+}
+
+/// Sets a role's password from its SCRAM verifier.
+pub fn set_password(connection: &mut PgConnection, role: &RoleTarget) -> Result<(), TenantError> {
+    let Some(password) = &role.password else {
+        return Err(TenantError::new(
+            "set password",
+            format!("role {} has no password in the spec", role.name),
+        ));
+    };
+    execute(
+        connection,
+        &format!("set password of {}", role.name),
+        &format!(
+            "ALTER ROLE {} PASSWORD {}",
+            quote_ident(&role.name),
+            quote_literal(&scram_verifier(password))
+        ),
+    )
+}
+
+fn restrict_schema(
+    connection: &mut PgConnection,
+    schema: &str,
+    role: Option<&str>,
+) -> Result<(), TenantError> {
+    let schema_ident = quote_ident(schema);
+    let mut sql = format!("REVOKE ALL ON SCHEMA {schema_ident} FROM PUBLIC;");
+    if let Some(role) = role {
+        let role_ident = quote_ident(role);
+        sql.push_str(&format!(
+            "GRANT USAGE, CREATE ON SCHEMA {schema_ident} TO {role_ident};\
+             ALTER ROLE {role_ident} SET search_path = {};",
+            quote_literal(schema)
+        ));
+    }
+    execute(connection, &format!("restrict schema {schema}"), &sql)
+}

@@ -1,0 +1,135 @@
+//! Command-line arguments. The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::load::Format;
+
+/// Declarative tenant provisioning for multi-tenant PostgreSQL and Redis.
+///
+/// Keep tenants in a TOML or YAML spec file; `plan` shows what would change
+/// and `apply` makes the servers match.
+#[derive(Debug, Parser)]
+#[command(name = "tenantctl", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL of the control database, which holds the registry.
+    /// Precedence: this flag, then TENANTCTL_DATABASE_URL, then the spec's
+    /// [control] database_url, then postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTCTL_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// More log output on stderr: -v for info, -vv for debug. RUST_LOG
+    /// overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print no colours (NO_COLOR does the same).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec file: syntax, JSON Schema and naming rules.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of spec files.
+    Schema,
+    /// Show what apply would change.
+    Plan(PlanArgs),
+    /// Make the servers match the spec, or apply a saved plan.
+    Apply(ApplyArgs),
+}
+
+/// Where the spec comes from.
+#[derive(Debug, Args, Clone)]
+pub struct SpecArgs {
+    /// Spec file (TOML or YAML, by extension); `-` reads standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Format of the spec, needed with `-f -`.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// Print the plan as a versioned JSON document.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Save the plan to this file, for `tenantctl apply PLAN`.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 0 when there are no changes, 1 on error, 2 when changes are pending.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+
+    /// Plan only this tenant (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+
+    /// Never prompt for missing values; report them as errors.
+    #[arg(long)]
+    pub no_input: bool,
+
+    /// Also read each database tenant's own migration table.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; applies exactly that plan.
+    #[arg(value_name = "PLAN", conflicts_with_all = ["tenants"])]
+    pub plan: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// Apply without asking for confirmation (required without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Number of tenants provisioned at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+
+    /// Apply only this tenant (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+
+    /// Never prompt for missing values; report them as errors.
+    #[arg(long)]
+    pub no_input: bool,
+
+    /// How long to wait for another apply's lock, such as 60s or 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+}

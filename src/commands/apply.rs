@@ -1,0 +1,141 @@
+//! `tenantctl apply`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Mutex;
+
+use crate::apply::lock::ApplyLock;
+use crate::apply::{ApplyContext, execute};
+use crate::cli::{ApplyArgs, GlobalArgs, SpecArgs};
+use crate::error::{Error, Result};
+use crate::output::Printer;
+use crate::plan::render;
+use crate::state::db;
+
+/// Makes the servers match the spec, or applies a saved plan.
+pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i32> {
+    let saved = match &args.plan {
+        Some(path) => Some(super::plan::load_saved(path)?),
+        None => None,
+    };
+    let spec_args = match &saved {
+        Some(plan) => {
+            let path = plan.source.spec_path.clone().ok_or_else(|| {
+                Error::with_hint(
+                    "this plan was made from standard input, so it cannot be checked for staleness",
+                    "save the spec to a file and make the plan again",
+                )
+            })?;
+            SpecArgs {
+                file: Some(path),
+                format: None,
+            }
+        }
+        None => args.spec.clone(),
+    };
+    let tenants = saved
+        .as_ref()
+        .map(|plan| plan.source.tenant_filter.clone())
+        .unwrap_or_else(|| args.tenants.clone());
+    let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
+    super::print_warnings(printer, &desired);
+    let control_url = super::control_url(global, Some(&desired));
+    let mut control = super::open_control(&control_url)?;
+
+    let lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
+        let holder = pid
+            .map(|pid| format!(" (held by server process {pid})"))
+            .unwrap_or_default();
+        printer.error(&format!("Waiting for the apply lock{holder}..."));
+    })?;
+    let planned = super::plan::compute(
+        document,
+        desired,
+        control_url.clone(),
+        &mut control,
+        &tenants,
+    )?;
+    drop(control);
+
+    if let Some(saved) = &saved {
+        if saved.source.spec_digest != planned.plan.source.spec_digest {
+            return Err(Error::with_hint(
+                "stale plan: the spec file changed since the plan was made",
+                "run tenantctl plan --out again",
+            ));
+        }
+        if saved.tenants != planned.plan.tenants {
+            return Err(Error::with_hint(
+                "stale plan: the servers or the registry changed since the plan was made",
+                "run tenantctl plan --out again",
+            ));
+        }
+    }
+
+    printer.out(&render::to_text(&planned.plan));
+    if !planned.plan.has_changes() {
+        lock.release();
+        return Ok(0);
+    }
+    if saved.is_none() && !args.auto_approve && !confirm(printer)? {
+        lock.release();
+        printer.error("Apply cancelled.");
+        return Ok(1);
+    }
+
+    let current_role = planned
+        .actual
+        .control
+        .current
+        .clone()
+        .ok_or_else(|| Error::other("the connecting role could not be read"))?;
+    let control_pool = db::pool(&control_url, u32::from(args.parallelism))?;
+    let context = ApplyContext {
+        desired: &planned.desired,
+        actual: &planned.actual,
+        servers: &planned.servers,
+        control: control_pool,
+        server_pools: Mutex::new(HashMap::new()),
+        current_role,
+        parallelism: u32::from(args.parallelism),
+        printer,
+    };
+    printer.out("\n");
+    let outcome = execute(&context, &planned.plan)?;
+    lock.release();
+    let pending = if outcome.pending > 0 {
+        format!(", {} pending", outcome.pending)
+    } else {
+        String::new()
+    };
+    printer.out(&format!(
+        "\nApply complete: {} created, {} changed, {} failed{pending}.\n",
+        outcome.created, outcome.changed, outcome.failed
+    ));
+    Ok(if outcome.failed > 0 { 1 } else { 0 })
+}
+
+/// Asks for confirmation on a terminal; without one, `--auto-approve` is required.
+fn confirm(printer: &Printer) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::with_hint(
+            "apply needs confirmation, and standard input is not a terminal",
+            "review the plan and pass --auto-approve",
+        ));
+    }
+    let _ = printer;
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "\nDo you want to apply these changes? (y/n): ");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|error| Error::other(format!("cannot read the answer: {error}")))?;
+    if read == 0 {
+        return Err(Error::Aborted(
+            "Aborted: end of input; nothing was changed.".to_string(),
+        ));
+    }
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}

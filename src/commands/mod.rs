@@ -1,0 +1,86 @@
+//! One entry function per subcommand, plus the steps they share.
+
+pub mod apply;
+pub mod plan;
+pub mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use diesel::PgConnection;
+
+use crate::cli::{GlobalArgs, SpecArgs};
+use crate::error::{Error, Result};
+use crate::spec::desired::Desired;
+use crate::spec::load::{self, Document};
+use crate::spec::validate::{ValidateOptions, validate};
+use crate::state::{db, registry};
+
+/// Spec files looked for in the current folder when `-f` is not given.
+const DEFAULT_SPEC_FILES: &[&str] = &["tenants.toml", "tenants.yaml", "tenants.yml"];
+
+/// Returns the spec path: `-f`, or the first default file that exists.
+pub fn spec_path(args: &SpecArgs) -> Result<PathBuf> {
+    if let Some(file) = &args.file {
+        return Ok(file.clone());
+    }
+    DEFAULT_SPEC_FILES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            Error::with_hint(
+                "no spec file given",
+                "pass -f FILE (or name it tenants.toml in this folder)",
+            )
+        })
+}
+
+/// Whether a person can be asked: stdin and stderr are terminals, and
+/// neither `--no-input` nor `CI` says otherwise.
+pub fn interactive(no_input: bool) -> bool {
+    let ci = std::env::var("CI")
+        .is_ok_and(|value| !value.is_empty() && value != "false" && value != "0");
+    !no_input && !ci && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Loads and validates a spec. Missing required values are asked for when
+/// `ask` is true, and otherwise reported together as one error.
+pub fn load_desired(args: &SpecArgs, ask: bool) -> Result<(Document, Desired)> {
+    let path = spec_path(args)?;
+    let document = load::load_path(&path, args.format)?;
+    let mut desired = validate(
+        &document,
+        ValidateOptions {
+            missing_is_error: !ask,
+        },
+    )?;
+    if !desired.missing.is_empty() {
+        crate::spec::fill::fill(&mut desired)?;
+    }
+    Ok((document, desired))
+}
+
+/// Picks the control URL: flag or environment, then the spec, then the default.
+pub fn control_url(global: &GlobalArgs, desired: Option<&Desired>) -> String {
+    global
+        .database_url
+        .clone()
+        .filter(|url| !url.is_empty())
+        .or_else(|| desired.and_then(|desired| desired.control_url.clone()))
+        .unwrap_or_else(|| db::DEFAULT_DATABASE_URL.to_string())
+}
+
+/// Connects to the control database and creates or upgrades the registry.
+pub fn open_control(url: &str) -> Result<PgConnection> {
+    let mut connection = db::connect(url)?;
+    registry::bootstrap(&mut connection)?;
+    Ok(connection)
+}
+
+/// Prints the spec's warnings to stderr.
+pub fn print_warnings(printer: &crate::output::Printer, desired: &Desired) {
+    for warning in &desired.warnings {
+        printer.warn(warning);
+    }
+}

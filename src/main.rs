@@ -1,0 +1,62 @@
+//! tenantctl: declarative tenant provisioning for multi-tenant PostgreSQL
+//! and Redis.
+
+mod apply;
+mod cli;
+mod commands;
+mod error;
+mod migrations;
+mod output;
+mod plan;
+mod spec;
+mod sql;
+mod state;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+use crate::output::Printer;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose, cli.global.no_color);
+    let printer = Printer::new(cli.global.no_color);
+    let result = match &cli.command {
+        Command::Validate(args) => commands::validate::run(args, &printer),
+        Command::Schema => commands::validate::schema(&printer),
+        Command::Plan(args) => commands::plan::run(&cli.global, args, &printer),
+        Command::Apply(args) => commands::apply::run(&cli.global, args, &printer),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            match &error {
+                Error::Spec(_) | Error::Aborted(_) => eprintln!("{error}"),
+                _ => eprintln!("Error: {error}"),
+            }
+            std::process::exit(error.exit_code());
+        }
+    }
+}
+
+/// Sends tracing output to stderr: warnings by default, more with -v and
+/// -vv, or whatever RUST_LOG says.
+fn init_logging(verbose: u8, no_color: bool) {
+    use std::io::IsTerminal;
+    let level = match verbose {
+        0 => "warn",
+        1 => "tenantctl=info",
+        _ => "tenantctl=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let color =
+        !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,198 @@
+//! The plan: per-tenant actions as plain data, serializable for `plan --out`
+//! and `--json`. Secrets never appear here, only the fact that one changes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::model::Isolation;
+
+/// Version of the saved and JSON plan format.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// One change to make for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Creates a login role with a SCRAM-encoded password.
+    CreateRole { role: String },
+    /// Takes over a role that exists but that tenantctl did not create.
+    AdoptRole { role: String },
+    /// Sets a role's password (the value is never shown).
+    SetPassword { role: String },
+    /// Creates a database owned by the tenant role.
+    CreateDatabase {
+        database: String,
+        owner: String,
+        server: String,
+        template: Option<String>,
+    },
+    /// Takes over a database that exists but that tenantctl did not create.
+    AdoptDatabase { database: String, server: String },
+    /// Revokes CONNECT from PUBLIC and grants it to the tenant role;
+    /// `repair` is set when the database exists and its privileges drifted.
+    RestrictConnect {
+        database: String,
+        role: String,
+        server: String,
+        repair: bool,
+    },
+    /// Creates a schema.
+    CreateSchema { schema: String },
+    /// Takes over a schema that exists but that tenantctl did not create.
+    AdoptSchema { schema: String },
+    /// Revokes every PUBLIC privilege on the schema and gives the tenant's
+    /// role (if any) USAGE, CREATE and its search_path.
+    RestrictSchema {
+        schema: String,
+        role: Option<String>,
+        repair: bool,
+    },
+    /// Runs pending migrations (folder names), in version order.
+    RunMigrations { migrations: Vec<String> },
+    /// Runs pending migrations of the shared tables of table tenants.
+    RunSharedMigrations {
+        schema: String,
+        migrations: Vec<String>,
+    },
+    /// Enables and forces row-level security on a shared table and creates
+    /// or replaces its tenant policy.
+    SetPolicy {
+        schema: String,
+        table: String,
+        exists: bool,
+    },
+    /// Grants a table tenant's role DML on the shared tables and fixes its
+    /// tenant setting.
+    GrantTableRole { role: String, schema: String },
+    /// Creates or resets the Redis ACL user of a tenant.
+    SetAclUser {
+        user: String,
+        prefix: String,
+        exists: bool,
+    },
+    /// Adds the tenant to the registry.
+    Register { name: String },
+    /// Changes the tenant's display name in the registry.
+    UpdateName { from: String, to: String },
+    /// Changes the tenant's non-secret configuration in the registry.
+    UpdateConfig { changes: Vec<String> },
+    /// Changes the tenant's deletion protection in the registry.
+    UpdateProtection { to: bool },
+    /// Marks a tenant whose earlier apply failed or stopped as ready.
+    MarkReady { from: String },
+}
+
+/// Whether an action adds, changes or removes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Add,
+    Change,
+    Destroy,
+}
+
+impl Action {
+    pub fn effect(&self) -> Effect {
+        match self {
+            Action::CreateRole { .. }
+            | Action::CreateDatabase { .. }
+            | Action::CreateSchema { .. }
+            | Action::RunMigrations { .. }
+            | Action::RunSharedMigrations { .. }
+            | Action::Register { .. } => Effect::Add,
+            Action::SetPolicy { exists, .. } | Action::SetAclUser { exists, .. } => {
+                if *exists {
+                    Effect::Change
+                } else {
+                    Effect::Add
+                }
+            }
+            Action::RestrictConnect { repair, .. } | Action::RestrictSchema { repair, .. } => {
+                if *repair {
+                    Effect::Change
+                } else {
+                    Effect::Add
+                }
+            }
+            _ => Effect::Change,
+        }
+    }
+}
+
+/// Whether a tenant is new, changed or about to be stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantChange {
+    Create,
+    Update,
+}
+
+/// The actions of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPlan {
+    pub id: String,
+    pub isolation: Isolation,
+    pub change: TenantChange,
+    pub actions: Vec<Action>,
+    /// Remarks shown under the tenant, such as a role that cannot be checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A registry tenant that the spec no longer declares. It is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undeclared {
+    pub id: String,
+    pub isolation: String,
+}
+
+/// Counts of the plan's actions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+/// Where a saved plan came from, to detect a stale plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSource {
+    /// Absolute path of the spec file, or None for standard input.
+    pub spec_path: Option<std::path::PathBuf>,
+    /// SHA-256 of the spec file's text.
+    pub spec_digest: String,
+    /// The `--tenant` filter the plan was made with.
+    #[serde(default)]
+    pub tenant_filter: Vec<String>,
+    /// Control database URL without its password.
+    pub control: String,
+}
+
+/// A whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub source: PlanSource,
+    pub tenants: Vec<TenantPlan>,
+    pub undeclared: Vec<Undeclared>,
+    pub warnings: Vec<String>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// Whether applying the plan would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.tenants.iter().any(|tenant| !tenant.actions.is_empty())
+    }
+
+    /// Counts the actions by effect.
+    pub fn summarize(tenants: &[TenantPlan]) -> Summary {
+        let mut summary = Summary::default();
+        for action in tenants.iter().flat_map(|tenant| &tenant.actions) {
+            match action.effect() {
+                Effect::Add => summary.add += 1,
+                Effect::Change => summary.change += 1,
+                Effect::Destroy => summary.destroy += 1,
+            }
+        }
+        summary
+    }
+}

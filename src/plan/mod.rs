@@ -1,0 +1,7 @@
+//! Plans: what apply would change, as data, and how to show it.
+
+pub mod action;
+pub mod diff;
+pub mod render;
+
+pub use action::{Action, Plan, TenantPlan};

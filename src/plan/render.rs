@@ -1,0 +1,137 @@
+//! Prints a plan as text, in the style of Terraform, or as JSON.
+
+use std::fmt::Write;
+
+use super::action::{Action, Effect, Plan, TenantChange};
+
+fn sign(action: &Action) -> &'static str {
+    match action {
+        Action::AdoptRole { .. } | Action::AdoptDatabase { .. } | Action::AdoptSchema { .. } => {
+            "<="
+        }
+        _ => match action.effect() {
+            Effect::Add => "+",
+            Effect::Change => "~",
+            Effect::Destroy => "-",
+        },
+    }
+}
+
+/// Describes one action on one line, without secrets.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::CreateRole { role } => format!("role \"{role}\" (login, password (sensitive))"),
+        Action::AdoptRole { role } => format!("role \"{role}\" (exists; adopted, not recreated)"),
+        Action::SetPassword { role } => format!("role \"{role}\" password (sensitive)"),
+        Action::CreateDatabase {
+            database,
+            owner,
+            server,
+            template,
+        } => {
+            let from = template
+                .as_ref()
+                .map(|t| format!(", from template \"{t}\""))
+                .unwrap_or_default();
+            format!("database \"{database}\" on {server}, owner \"{owner}\"{from}")
+        }
+        Action::AdoptDatabase { database, server } => {
+            format!("database \"{database}\" on {server} (exists; adopted, not recreated)")
+        }
+        Action::RestrictConnect { database, role, .. } => {
+            format!("CONNECT on \"{database}\" only for \"{role}\" (revoked from PUBLIC)")
+        }
+        Action::CreateSchema { schema } => format!("schema \"{schema}\""),
+        Action::AdoptSchema { schema } => {
+            format!("schema \"{schema}\" (exists; adopted, not recreated)")
+        }
+        Action::RestrictSchema { schema, role, .. } => match role {
+            Some(role) => format!(
+                "privileges on schema \"{schema}\": USAGE, CREATE for \"{role}\", none for PUBLIC"
+            ),
+            None => format!("privileges on schema \"{schema}\": none for PUBLIC"),
+        },
+        Action::RunMigrations { migrations } => describe_migrations(migrations),
+        Action::RunSharedMigrations { schema, migrations } => {
+            format!(
+                "shared tables in \"{schema}\": {}",
+                describe_migrations(migrations)
+            )
+        }
+        Action::SetPolicy { schema, table, .. } => {
+            format!("row-level security policy on \"{schema}\".\"{table}\"")
+        }
+        Action::GrantTableRole { role, schema } => {
+            format!("DML on shared tables in \"{schema}\" for \"{role}\", tenant setting fixed")
+        }
+        Action::SetAclUser { user, prefix, .. } => {
+            format!("Redis ACL user \"{user}\" limited to keys \"{prefix}*\", password (sensitive)")
+        }
+        Action::Register { name } => format!("registry record (name \"{name}\")"),
+        Action::UpdateName { from, to } => format!("name: \"{from}\" -> \"{to}\""),
+        Action::UpdateConfig { changes } => format!("config: {}", changes.join(", ")),
+        Action::UpdateProtection { to } => format!("deletion_protection: {} -> {to}", !to),
+        Action::MarkReady { from } => format!("status: {from} -> ready"),
+    }
+}
+
+fn describe_migrations(migrations: &[String]) -> String {
+    match migrations {
+        [] => "no migrations".to_string(),
+        [only] => format!("1 migration ({only})"),
+        [first, .., last] => format!("{} migrations ({first} … {last})", migrations.len()),
+    }
+}
+
+/// Renders the plan as text.
+pub fn to_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "Warning: {warning}");
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+    for tenant in &plan.tenants {
+        let verb = match (tenant.change, tenant.actions.is_empty()) {
+            (_, true) => "has notes",
+            (TenantChange::Create, false) => "will be created",
+            (TenantChange::Update, false) => "will be updated in place",
+        };
+        let _ = writeln!(
+            out,
+            "  # tenant \"{}\" ({}) {verb}",
+            tenant.id, tenant.isolation
+        );
+        for action in &tenant.actions {
+            let _ = writeln!(out, "  {} {}", sign(action), describe(action));
+        }
+        for note in &tenant.notes {
+            let _ = writeln!(out, "  ! {note}");
+        }
+        out.push('\n');
+    }
+    for tenant in &plan.undeclared {
+        let _ = writeln!(
+            out,
+            "  # tenant \"{}\" ({}) is no longer declared in the spec; it is kept\n",
+            tenant.id, tenant.isolation
+        );
+    }
+    if plan.has_changes() {
+        let summary = plan.summary;
+        let _ = writeln!(
+            out,
+            "Plan: {} to add, {} to change, {} to destroy.",
+            summary.add, summary.change, summary.destroy
+        );
+    } else {
+        let _ = writeln!(out, "No changes. Tenants are up to date.");
+    }
+    out
+}
+
+/// Renders the plan as pretty JSON.
+pub fn to_json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("a plan always serializes")
+}

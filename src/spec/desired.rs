@@ -1,0 +1,158 @@
+//! The desired state: a validated spec with defaults filled in and secrets
+//! resolved.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::error::SpecError;
+use super::load::Document;
+use super::model::{Isolation, SecretSource};
+use super::secret::Secret;
+use crate::migrations::MigrationSet;
+
+/// What the spec file asks for.
+#[derive(Debug)]
+pub struct Desired {
+    pub origin: String,
+    pub base_dir: PathBuf,
+    pub path: Option<PathBuf>,
+    pub control_url: Option<String>,
+    /// Admin URLs of other database servers, keyed by host.
+    pub servers: BTreeMap<String, SecretSource>,
+    pub redis_url: Option<SecretSource>,
+    pub tables: Option<TablesTarget>,
+    pub tenants: Vec<DesiredTenant>,
+    /// Required values the spec does not give, for fill-in or one error.
+    pub missing: Vec<MissingValue>,
+    /// Things that work but deserve attention, such as literal secrets.
+    pub warnings: Vec<String>,
+}
+
+impl Desired {
+    pub fn tenant(&self, id: &str) -> Option<&DesiredTenant> {
+        self.tenants.iter().find(|tenant| tenant.id == id)
+    }
+}
+
+/// One tenant as the spec wants it.
+#[derive(Debug)]
+pub struct DesiredTenant {
+    pub id: String,
+    pub name: String,
+    pub isolation: Isolation,
+    /// JSON pointer of the tenant in the spec file.
+    pub pointer: String,
+    pub line: usize,
+    pub migrations: Option<Arc<MigrationSet>>,
+    pub run_migrations: bool,
+    pub deletion_protection: bool,
+    pub database: Option<DatabaseTarget>,
+    pub schema: Option<SchemaTarget>,
+    /// Login role of a table tenant.
+    pub role: Option<RoleTarget>,
+    pub cache: Option<CacheTarget>,
+}
+
+/// Database of a database tenant.
+#[derive(Debug)]
+pub struct DatabaseTarget {
+    pub name: String,
+    /// Login role that owns the database.
+    pub owner: String,
+    pub password: Option<Secret>,
+    pub password_source: Option<SecretSource>,
+    /// Host as the spec writes it; None means the control server.
+    pub host: Option<String>,
+    pub port: u16,
+    pub create: bool,
+    pub template: bool,
+}
+
+/// Schema of a schema tenant.
+#[derive(Debug)]
+pub struct SchemaTarget {
+    pub name: String,
+    pub role: Option<RoleTarget>,
+}
+
+/// A login role (or Redis ACL user) and its password.
+#[derive(Debug)]
+pub struct RoleTarget {
+    pub name: String,
+    pub password: Option<Secret>,
+}
+
+/// Redis key prefix of a tenant.
+#[derive(Debug)]
+pub struct CacheTarget {
+    pub prefix: String,
+    pub acl_user: Option<RoleTarget>,
+    /// JSON pointer of the prefix in the spec file.
+    pub pointer: String,
+}
+
+/// Shared tables of table tenants.
+#[derive(Debug)]
+pub struct TablesTarget {
+    pub schema: String,
+    pub column: String,
+    pub setting: String,
+    pub migrations: Option<Arc<MigrationSet>>,
+}
+
+/// A required value the spec does not give.
+#[derive(Debug, Clone)]
+pub struct MissingValue {
+    pub tenant: String,
+    /// Field path inside the tenant, such as `database.password`.
+    pub field: String,
+    /// Prompt text without the tenant, such as `Enter database password`.
+    pub prompt: String,
+    pub secret: bool,
+    /// Why it is missing, when it is not simply absent.
+    pub reason: Option<String>,
+    pub pointer: String,
+    pub origin: String,
+    pub position: super::load::Position,
+}
+
+impl MissingValue {
+    pub fn new(
+        document: &Document,
+        tenant: &str,
+        pointer: &str,
+        field: &str,
+        prompt: &str,
+    ) -> MissingValue {
+        MissingValue {
+            tenant: tenant.to_string(),
+            field: field.to_string(),
+            prompt: prompt.to_string(),
+            secret: false,
+            reason: None,
+            pointer: pointer.to_string(),
+            origin: document.origin.clone(),
+            position: document.position(pointer),
+        }
+    }
+
+    pub fn secret(mut self) -> MissingValue {
+        self.secret = true;
+        self
+    }
+
+    pub fn because(mut self, reason: String) -> MissingValue {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Builds the error reported when nobody can be asked for the value.
+    pub fn to_error(&self) -> SpecError {
+        let mut message = format!("missing {} for tenant {:?}", self.field, self.tenant);
+        if let Some(reason) = &self.reason {
+            message.push_str(&format!(": {reason}"));
+        }
+        SpecError::at(&self.origin, self.position, message)
+    }
+}

@@ -1,0 +1,9 @@
+//! The spec file: model, loading with positions, validation, secrets.
+
+pub mod desired;
+pub mod error;
+pub mod fill;
+pub mod load;
+pub mod model;
+pub mod secret;
+pub mod validate;

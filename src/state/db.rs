@@ -1,0 +1,186 @@
+//! PostgreSQL connections: URLs, single connections and pools.
+
+use std::time::Duration;
+
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+use crate::error::{Error, Result};
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// Default control database when neither flag, environment nor spec names one.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Seconds libpq waits for a server before giving up.
+const CONNECT_TIMEOUT_SECONDS: u32 = 10;
+
+/// Returns a URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(invalid URL)".to_string(),
+    }
+}
+
+/// Returns the URL with another database name.
+pub fn with_database(url: &str, database: &str) -> Result<String> {
+    let mut parsed = parse(url)?;
+    parsed.set_path(&format!("/{}", utf8_percent_encode(database)));
+    Ok(parsed.to_string())
+}
+
+/// Returns the URL with another host and port.
+pub fn with_host(url: &str, host: &str, port: u16) -> Result<String> {
+    let mut parsed = parse(url)?;
+    parsed
+        .set_host(Some(host))
+        .map_err(|error| Error::other(format!("invalid database host `{host}`: {error}")))?;
+    parsed
+        .set_port(Some(port))
+        .map_err(|_| Error::other(format!("cannot set a port on URL {}", redact(url))))?;
+    Ok(parsed.to_string())
+}
+
+/// Returns the host and port of a URL (port 5432 when it names none).
+pub fn host_port(url: &str) -> Result<(String, u16)> {
+    let parsed = parse(url)?;
+    let host = parsed.host_str().unwrap_or("localhost").to_string();
+    Ok((host, parsed.port().unwrap_or(5432)))
+}
+
+/// Returns the database name of a URL.
+pub fn database_name(url: &str) -> Result<String> {
+    let parsed = parse(url)?;
+    let path = parsed.path().trim_start_matches('/');
+    let name = url::form_urlencoded::parse(path.as_bytes())
+        .next()
+        .map(|(key, _)| key.into_owned())
+        .unwrap_or_default();
+    Ok(if name.is_empty() {
+        parsed.username().to_string()
+    } else {
+        name
+    })
+}
+
+fn parse(url: &str) -> Result<url::Url> {
+    let parsed = url::Url::parse(url).map_err(|error| {
+        Error::with_hint(
+            format!("invalid PostgreSQL URL {}: {error}", redact(url)),
+            "write it as postgres://USER@HOST:PORT/DATABASE",
+        )
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(Error::with_hint(
+            format!(
+                "invalid PostgreSQL URL {}: the scheme must be postgres://",
+                redact(url)
+            ),
+            "write it as postgres://USER@HOST:PORT/DATABASE",
+        ));
+    }
+    Ok(parsed)
+}
+
+fn utf8_percent_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Adds a connect timeout and an application name to a URL, unless set.
+fn with_defaults(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let mut full = url.to_string();
+    let mut sep = separator;
+    if !url.contains("connect_timeout=") {
+        full.push_str(&format!("{sep}connect_timeout={CONNECT_TIMEOUT_SECONDS}"));
+        sep = '&';
+    }
+    if !url.contains("application_name=") {
+        full.push_str(&format!("{sep}application_name=tenantctl"));
+    }
+    full
+}
+
+/// Opens one connection.
+pub fn connect(url: &str) -> Result<PgConnection> {
+    parse(url)?;
+    PgConnection::establish(&with_defaults(url)).map_err(|error| Error::Connect {
+        url: redact(url),
+        reason: error.to_string().trim().to_string(),
+    })
+}
+
+/// Resets session state when a pooled connection is handed out, so no
+/// tenant's search_path, role or setting leaks into the next tenant's work.
+#[derive(Debug)]
+struct ResetSession;
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for ResetSession {
+    fn on_acquire(&self, connection: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        diesel::sql_query("SET client_min_messages = warning")
+            .execute(connection)
+            .map(|_| ())
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Opens a pool of up to `size` connections; the first one is opened now so
+/// an unreachable server fails here with a clear message.
+pub fn pool(url: &str, size: u32) -> Result<PgPool> {
+    let first = connect(url)?;
+    drop(first);
+    let manager = ConnectionManager::<PgConnection>::new(with_defaults(url));
+    Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(u64::from(CONNECT_TIMEOUT_SECONDS) + 5))
+        .connection_customizer(Box::new(ResetSession))
+        .build(manager)
+        .map_err(|error| Error::Connect {
+            url: redact(url),
+            reason: error.to_string(),
+        })
+}
+
+/// Checks a pooled connection out; the session is reset to its defaults.
+pub fn checkout(
+    pool: &PgPool,
+) -> Result<diesel::r2d2::PooledConnection<ConnectionManager<PgConnection>>> {
+    let mut connection = pool.get().map_err(|error| Error::Connect {
+        url: "(pool)".to_string(),
+        reason: error.to_string(),
+    })?;
+    diesel::sql_query("RESET ALL")
+        .execute(&mut connection)
+        .map_err(Error::query("cannot reset a pooled connection"))?;
+    Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_password() {
+        assert_eq!(
+            redact("postgres://u:secret@h:1/db"),
+            "postgres://u:***@h:1/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn database_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:1/a?x=1", "b").unwrap(),
+            "postgres://u@h:1/b?x=1"
+        );
+        assert_eq!(database_name("postgres://u@h:1/abc").unwrap(), "abc");
+    }
+}

@@ -1,0 +1,371 @@
+//! The registry: schema `tenantctl` in the control database, created and
+//! upgraded by the embedded diesel migrations in `migrations/`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{Error, Result};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Advisory lock key (both halves) held while the registry is created or
+/// upgraded: "tenantctl" as bytes, folded into a 64-bit number.
+const BOOTSTRAP_LOCK_KEY: i64 = 0x7465_6e61_6e74_0001;
+
+/// Advisory lock key held by `apply` for the whole run.
+pub const APPLY_LOCK_KEY: i64 = 0x7465_6e61_6e74_0002;
+
+pub mod schema {
+    diesel::table! {
+        tenantctl.tenants (id) {
+            id -> Text,
+            name -> Text,
+            isolation -> Text,
+            config -> Jsonb,
+            status -> Text,
+            deletion_protection -> Bool,
+            adopted -> Array<Text>,
+            last_error -> Nullable<Text>,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        tenantctl.tenant_migrations (tenant_id, version) {
+            tenant_id -> Text,
+            version -> Text,
+            checksum -> Text,
+            applied_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        tenantctl.shared_migrations (schema_name, version) {
+            schema_name -> Text,
+            version -> Text,
+            checksum -> Text,
+            applied_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        tenantctl.events (id) {
+            id -> BigInt,
+            tenant_id -> Text,
+            action -> Text,
+            outcome -> Text,
+            error -> Nullable<Text>,
+            at -> Timestamptz,
+        }
+    }
+
+    diesel::joinable!(tenant_migrations -> tenants (tenant_id));
+    diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_migrations);
+}
+
+use schema::{events, shared_migrations, tenant_migrations, tenants};
+
+/// Tenant status as the registry stores it.
+pub const STATUS_READY: &str = "ready";
+pub const STATUS_FAILED: &str = "failed";
+pub const STATUS_PENDING: &str = "pending";
+
+/// One registry row.
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = tenants)]
+pub struct TenantRecord {
+    pub id: String,
+    pub name: String,
+    pub isolation: String,
+    pub config: serde_json::Value,
+    pub status: String,
+    pub deletion_protection: bool,
+    pub adopted: Vec<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A registry row to insert or update.
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = tenants)]
+pub struct TenantUpsert<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub isolation: &'a str,
+    pub config: &'a serde_json::Value,
+    pub status: &'a str,
+    pub deletion_protection: bool,
+    pub adopted: &'a [String],
+    pub last_error: Option<&'a str>,
+}
+
+/// One event of the log.
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = events)]
+pub struct EventRecord {
+    pub id: i64,
+    pub tenant_id: String,
+    pub action: String,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Summary of the migrations recorded for one tenant.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct AppliedSummary {
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    /// MD5 of every `version:checksum`, one per line, in version order.
+    #[diesel(sql_type = Text)]
+    pub digest: String,
+}
+
+/// Everything the registry holds that plan needs, read in a fixed number of
+/// queries.
+#[derive(Debug, Default)]
+pub struct RegistryState {
+    pub tenants: HashMap<String, TenantRecord>,
+    pub applied: HashMap<String, AppliedSummary>,
+}
+
+/// Creates or upgrades the registry. An advisory lock keeps two processes
+/// from running the migrations at once.
+pub fn bootstrap(connection: &mut PgConnection) -> Result<()> {
+    let context = "cannot create the registry (schema tenantctl) in the control database";
+    diesel::sql_query("SET client_min_messages = warning")
+        .execute(connection)
+        .map_err(Error::query(context))?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({BOOTSTRAP_LOCK_KEY})"))
+        .execute(connection)
+        .map_err(Error::query(context))?;
+    let result = run_registry_migrations(connection);
+    let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({BOOTSTRAP_LOCK_KEY})"))
+        .execute(connection)
+        .map_err(Error::query(context));
+    result?;
+    unlock?;
+    Ok(())
+}
+
+fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {
+    let context = "cannot create the registry (schema tenantctl) in the control database";
+    let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'tenantctl')",
+    ))
+    .get_result(connection)
+    .map_err(Error::query(context))?;
+    if !exists {
+        diesel::sql_query("CREATE SCHEMA tenantctl")
+            .execute(connection)
+            .map_err(Error::query(context))?;
+    }
+    // diesel keeps its record of applied migrations in the first schema of
+    // search_path, so the registry's record lands in tenantctl, not public.
+    diesel::sql_query("SET search_path TO tenantctl")
+        .execute(connection)
+        .map_err(Error::query(context))?;
+    let outcome = connection.run_pending_migrations(MIGRATIONS).map(|_| ());
+    diesel::sql_query("RESET search_path")
+        .execute(connection)
+        .map_err(Error::query(context))?;
+    outcome.map_err(|error| {
+        Error::with_hint(
+            format!("{context}\n  caused by: {error}"),
+            "the control database role needs CREATE on the database",
+        )
+    })
+}
+
+/// Reads all tenants and a summary of their applied migrations.
+pub fn read_state(connection: &mut PgConnection) -> Result<RegistryState> {
+    let records = tenants::table
+        .select(TenantRecord::as_select())
+        .load(connection)
+        .map_err(Error::query("cannot read the registry"))?;
+    let summaries: Vec<AppliedSummary> = diesel::sql_query(
+        "SELECT tenant_id, count(*) AS count, \
+         md5(string_agg(version || ':' || checksum, E'\\n' ORDER BY version)) AS digest \
+         FROM tenantctl.tenant_migrations GROUP BY tenant_id",
+    )
+    .load(connection)
+    .map_err(Error::query("cannot read the registry's migration records"))?;
+    Ok(RegistryState {
+        tenants: records
+            .into_iter()
+            .map(|record| (record.id.clone(), record))
+            .collect(),
+        applied: summaries
+            .into_iter()
+            .map(|summary| (summary.tenant_id.clone(), summary))
+            .collect(),
+    })
+}
+
+/// Reads the applied migrations (version, checksum) of the given tenants.
+pub fn applied_migrations(
+    connection: &mut PgConnection,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<(String, String)>>> {
+    let rows: Vec<(String, String, String)> = tenant_migrations::table
+        .filter(tenant_migrations::tenant_id.eq_any(ids))
+        .select((
+            tenant_migrations::tenant_id,
+            tenant_migrations::version,
+            tenant_migrations::checksum,
+        ))
+        .order((tenant_migrations::tenant_id, tenant_migrations::version))
+        .load(connection)
+        .map_err(Error::query("cannot read the registry's migration records"))?;
+    let mut applied: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (tenant, version, checksum) in rows {
+        applied.entry(tenant).or_default().push((version, checksum));
+    }
+    Ok(applied)
+}
+
+/// Reads the applied shared migrations of a table schema.
+pub fn shared_applied(
+    connection: &mut PgConnection,
+    schema_name: &str,
+) -> Result<Vec<(String, String)>> {
+    shared_migrations::table
+        .filter(shared_migrations::schema_name.eq(schema_name))
+        .select((shared_migrations::version, shared_migrations::checksum))
+        .order(shared_migrations::version)
+        .load(connection)
+        .map_err(Error::query(
+            "cannot read the registry's shared migration records",
+        ))
+}
+
+/// Inserts a tenant row, or updates it when it exists.
+pub fn upsert_tenant(connection: &mut PgConnection, row: &TenantUpsert<'_>) -> QueryResult<()> {
+    diesel::insert_into(tenants::table)
+        .values(row)
+        .on_conflict(tenants::id)
+        .do_update()
+        .set((row, tenants::updated_at.eq(diesel::dsl::now)))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Sets a tenant's status and error text.
+pub fn set_status(
+    connection: &mut PgConnection,
+    id: &str,
+    status: &str,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(tenants::table.find(id))
+        .set((
+            tenants::status.eq(status),
+            tenants::last_error.eq(error),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Records applied migrations of a tenant; versions already recorded are kept.
+pub fn record_migrations(
+    connection: &mut PgConnection,
+    id: &str,
+    applied: &[(&str, &str)],
+) -> QueryResult<()> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = applied
+        .iter()
+        .map(|(version, checksum)| {
+            (
+                tenant_migrations::tenant_id.eq(id),
+                tenant_migrations::version.eq(*version),
+                tenant_migrations::checksum.eq(*checksum),
+            )
+        })
+        .collect();
+    diesel::insert_into(tenant_migrations::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Records applied shared migrations of a table schema.
+pub fn record_shared_migrations(
+    connection: &mut PgConnection,
+    schema_name: &str,
+    applied: &[(&str, &str)],
+) -> QueryResult<()> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = applied
+        .iter()
+        .map(|(version, checksum)| {
+            (
+                shared_migrations::schema_name.eq(schema_name),
+                shared_migrations::version.eq(*version),
+                shared_migrations::checksum.eq(*checksum),
+            )
+        })
+        .collect();
+    diesel::insert_into(shared_migrations::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Appends one event to the log.
+pub fn log_event(
+    connection: &mut PgConnection,
+    id: &str,
+    action: &str,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    diesel::insert_into(events::table)
+        .values((
+            events::tenant_id.eq(id),
+            events::action.eq(action),
+            events::outcome.eq(if error.is_some() { "failed" } else { "ok" }),
+            events::error.eq(error),
+        ))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Reads the newest events of a tenant, newest first.
+pub fn recent_events(
+    connection: &mut PgConnection,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<EventRecord>> {
+    events::table
+        .filter(events::tenant_id.eq(id))
+        .order((events::at.desc(), events::id.desc()))
+        .limit(limit)
+        .select(EventRecord::as_select())
+        .load(connection)
+        .map_err(Error::query("cannot read the event log"))
+}
+
+/// Returns MD5 of `version:checksum` lines, as [`read_state`] computes it in SQL.
+pub fn applied_digest<'a>(applied: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    use md5::{Digest, Md5};
+    let lines: Vec<String> = applied
+        .into_iter()
+        .map(|(version, checksum)| format!("{version}:{checksum}"))
+        .collect();
+    hex::encode(Md5::digest(lines.join("\n").as_bytes()))
+}
