@@ -1,22 +1,12 @@
-//! tenantctl: declarative tenant provisioning for multi-tenant PostgreSQL
-//! and Redis.
-
-mod apply;
-mod cli;
-mod commands;
-mod error;
-mod migrations;
-mod output;
-mod plan;
-mod spec;
-mod sql;
-mod state;
+//! The tenantctl command: parses arguments, runs one command and maps its
+//! result to an exit code.
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::error::Error;
-use crate::output::Printer;
+use tenantctl::cli::{Cli, Command};
+use tenantctl::commands;
+use tenantctl::error::Error;
+use tenantctl::output::Printer;
 
 fn main() {
     let cli = Cli::parse();
