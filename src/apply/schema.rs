@@ -1,19 +1,19 @@
 //! Provisioning of schema tenants: the schema, its optional role and its
 //! migrations, all in one transaction together with the registry record.
 
+use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 
-use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
+use super::{ApplyContext, Report, TenantError, in_registry_transaction, migrate};
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
-use crate::spec::desired::{DesiredTenant, RoleTarget};
+use crate::spec::desired::{DesiredTenant, RoleTarget, SchemaTarget};
 use crate::sql::{quote_ident, quote_literal, scram_verifier};
 use crate::state::catalog::CurrentRole;
-use crate::state::db;
 use crate::state::registry;
 
-/// Applies a schema tenant's plan.
+/// Applies a schema tenant's plan in one transaction with its registry
+/// record.
 pub fn apply(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
@@ -23,57 +23,72 @@ pub fn apply(
         .schema
         .as_ref()
         .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
-    let mut connection =
-        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
-    let status = final_status(tenant, tenant_plan);
-    let mut report = vec![created_line(tenant, tenant_plan)];
-    connection.transaction::<_, TenantError, _>(|connection| {
-        // The record comes first: migration records refer to it.
-        write_record(connection, context, tenant, tenant_plan, status, None)
-            .map_err(|error| TenantError::new("record in registry", error))?;
+    in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
         for action in &tenant_plan.actions {
+            let declared = schema.role.as_ref();
+            if apply_role_action(connection, &context.current_role, declared, action)? {
+                continue;
+            }
             match action {
-                Action::CreateRole { role } => {
-                    create_role(connection, &context.current_role, role_target(schema.role.as_ref(), role)?)?
-                }
-                Action::SetPassword { role } => set_password(connection, role_target(schema.role.as_ref(), role)?)?,
-                Action::AdoptRole { role } => ensure_membership(connection, &context.current_role, role)?,
                 Action::CreateSchema { schema: name } => {
-                    execute(connection, "create schema", &format!("CREATE SCHEMA {}", quote_ident(name)))?;
+                    let sql = format!("CREATE SCHEMA {}", quote_ident(name));
+                    execute(connection, "create schema", &sql)?;
                     report.push(format!("✓ Schema '{name}' created"));
                 }
-                Action::RestrictSchema { schema: name, role, .. } => restrict_schema(connection, name, role.as_deref())?,
+                Action::RestrictSchema {
+                    schema: name, role, ..
+                } => restrict_schema(connection, name, role.as_deref())?,
                 Action::RunMigrations { migrations } => {
-                    let set = tenant.migrations.as_ref().ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-                    let pending = migrate::pending(set, migrations)?;
-                    if pending.iter().any(|migration| !migration.run_in_transaction) {
-                        return Err(TenantError::new(
-                            "migrations",
-                            "a migration with run_in_transaction = false cannot run for a schema tenant, whose migrations share one transaction",
-                        ));
-                    }
-                    let schema_path = format!("SET LOCAL search_path TO {}", quote_ident(&schema.name));
-                    execute(connection, "set search_path", &schema_path)?;
-                    if let Some(role) = &schema.role {
-                        execute(connection, "set role", &format!("SET LOCAL ROLE {}", quote_ident(&role.name)))?;
-                    }
-                    for migration in &pending {
-                        migrate::run(connection, migration)?;
-                    }
-                    execute(connection, "reset role", "RESET ROLE; RESET search_path")?;
-                    let applied: Vec<(&str, &str)> =
-                        pending.iter().map(|m| (m.version.as_str(), m.checksum.as_str())).collect();
-                    registry::record_migrations(connection, &tenant.id, &applied)
-                        .map_err(|error| TenantError::new("record migrations", error))?;
+                    run_migrations(connection, tenant, schema, migrations)?;
                     report.push("✓ Migrations completed".to_string());
                 }
                 _ => {}
             }
         }
-        finish(connection, context, tenant, tenant_plan, status)
-    })?;
-    report.push(ready_line(status));
-    Ok((report, status))
+        Ok(())
+    })
+}
+
+/// Runs the tenant's pending migrations in its schema as its role, so the
+/// role owns what they create, and records them.
+fn run_migrations(
+    connection: &mut PgConnection,
+    tenant: &DesiredTenant,
+    schema: &SchemaTarget,
+    names: &[String],
+) -> Result<(), TenantError> {
+    let set = tenant
+        .migrations
+        .as_ref()
+        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+    let pending = migrate::pending(set, names)?;
+    let role = schema.role.as_ref().map(|role| role.name.as_str());
+    migrate::run_in_schema(connection, &pending, &schema.name, role)?;
+    let applied: Vec<(&str, &str)> = pending
+        .iter()
+        .map(|m| (m.version.as_str(), m.checksum.as_str()))
+        .collect();
+    registry::record_migrations(connection, &tenant.id, &applied)
+        .map_err(|error| TenantError::new("record migrations", error))
+}
+
+/// Runs a role action (create, adopt, set password) of the tenant's
+/// declared role; returns false for any other action.
+pub fn apply_role_action(
+    connection: &mut PgConnection,
+    current: &CurrentRole,
+    declared: Option<&RoleTarget>,
+    action: &Action,
+) -> Result<bool, TenantError> {
+    match action {
+        Action::CreateRole { role } => {
+            create_role(connection, current, role_target(declared, role)?)?
+        }
+        Action::SetPassword { role } => set_password(connection, role_target(declared, role)?)?,
+        Action::AdoptRole { role } => ensure_membership(connection, current, role)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn role_target<'a>(

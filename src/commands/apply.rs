@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::apply::lock::ApplyLock;
 use crate::apply::{ApplyContext, execute};
@@ -64,7 +64,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
                 "run tenantctl plan --out again",
             ));
         }
-        if saved.tenants != planned.plan.tenants {
+        if saved.tenants != planned.plan.tenants || saved.shared != planned.plan.shared {
             return Err(Error::with_hint(
                 "stale plan: the servers or the registry changed since the plan was made",
                 "run tenantctl plan --out again",
@@ -96,6 +96,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         servers: &planned.servers,
         control: control_pool,
         server_pools: Mutex::new(HashMap::new()),
+        redis: OnceLock::new(),
         current_role,
         parallelism: u32::from(args.parallelism),
         printer,
