@@ -12,7 +12,7 @@ use crate::spec::desired::{Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::sql::scram_matches;
 use crate::state::catalog::ServerCatalog;
-use crate::state::registry::{self, STATUS_READY, TenantRecord};
+use crate::state::registry::{self, STATUS_FAILED, STATUS_READY, TenantRecord};
 use crate::state::{Actual, Servers, server_key};
 
 /// Builds the non-secret configuration the registry keeps for a tenant.
@@ -92,11 +92,8 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             tenants.push(TenantPlan {
                 id: tenant.id.clone(),
                 isolation: tenant.isolation,
-                change: if record.is_some() {
-                    TenantChange::Update
-                } else {
-                    TenantChange::Create
-                },
+                change: tenant_change(record, &planner.actions),
+                stays_pending: planner.blocked,
                 actions: planner.actions,
                 notes: planner.notes,
             });
@@ -137,6 +134,22 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
         undeclared,
         warnings,
         summary,
+    }
+}
+
+/// A tenant is created when the registry does not know it, or when an
+/// earlier apply failed before its schema or database existed.
+fn tenant_change(record: Option<&TenantRecord>, actions: &[Action]) -> TenantChange {
+    let creates_home = actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::CreateSchema { .. } | Action::CreateDatabase { .. }
+        )
+    });
+    match record {
+        None => TenantChange::Create,
+        Some(record) if record.status != STATUS_READY && creates_home => TenantChange::Create,
+        Some(_) => TenantChange::Update,
     }
 }
 
@@ -183,6 +196,15 @@ impl TenantPlanner<'_> {
             self.plan_migrations();
         }
         self.plan_registry();
+        if let Some(record) = self.record
+            && record.status == STATUS_FAILED
+        {
+            let error = record
+                .last_error
+                .as_deref()
+                .unwrap_or("no error was recorded");
+            self.notes.push(format!("the last apply failed: {error}"));
+        }
     }
 
     fn registered(&self) -> bool {
@@ -231,10 +253,14 @@ impl TenantPlanner<'_> {
             None => return,
         };
         let exists = catalog.databases.get(&database.name);
-        if !database.create && exists.is_none() {
+        let missing = match (exists, catalog.roles.contains_key(&database.owner)) {
+            (None, _) => Some(format!("database \"{}\"", database.name)),
+            (Some(_), false) => Some(format!("role \"{}\"", database.owner)),
+            (Some(_), true) => None,
+        };
+        if let (false, Some(missing)) = (database.create, missing) {
             self.notes.push(format!(
-                "database {} does not exist and create = false, so the tenant stays pending",
-                database.name
+                "{missing} does not exist and create = false, so the tenant stays pending"
             ));
             self.blocked = true;
             return;
@@ -260,9 +286,10 @@ impl TenantPlanner<'_> {
                 }
                 if info.owner != database.owner {
                     self.notes.push(format!(
-                        "database {} is owned by {}, not {}; tenantctl does not change owners",
-                        database.name, info.owner, database.owner
+                        "database \"{}\" is owned by \"{}\", not \"{}\", so migrations cannot run as \"{}\" and the tenant stays pending; tenantctl does not change owners (ALTER DATABASE ... OWNER TO does)",
+                        database.name, info.owner, database.owner, database.owner
                     ));
+                    self.blocked = true;
                 }
             }
         }
