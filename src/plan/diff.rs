@@ -207,8 +207,20 @@ impl TenantPlanner<'_> {
         }
     }
 
-    fn registered(&self) -> bool {
-        self.record.is_some()
+    /// Whether an existing object (`kind:name`) is taken over rather than
+    /// the tenant's own: always before the tenant is registered, and for a
+    /// `create = false` tenant, whose objects tenantctl never creates, until
+    /// the registry lists it as adopted.
+    fn adopts(&self, kind: &str, name: &str) -> bool {
+        let Some(record) = self.record else {
+            return true;
+        };
+        let never_creates = self
+            .tenant
+            .database
+            .as_ref()
+            .is_some_and(|database| !database.create);
+        never_creates && !record.adopted.contains(&format!("{kind}:{name}"))
     }
 
     fn plan_role(&mut self, role: &RoleTarget, catalog: &ServerCatalog) {
@@ -217,7 +229,7 @@ impl TenantPlanner<'_> {
                 role: role.name.clone(),
             }),
             Some(_) => {
-                if !self.registered() {
+                if self.adopts("role", &role.name) {
                     self.actions.push(Action::AdoptRole {
                         role: role.name.clone(),
                     });
@@ -278,7 +290,7 @@ impl TenantPlanner<'_> {
                 template: None,
             }),
             Some(info) => {
-                if !self.registered() {
+                if self.adopts("database", &database.name) {
                     self.actions.push(Action::AdoptDatabase {
                         database: database.name.clone(),
                         server: key.clone(),
@@ -316,9 +328,11 @@ impl TenantPlanner<'_> {
             None => self.actions.push(Action::CreateSchema {
                 schema: schema.name.clone(),
             }),
-            Some(_) if !self.registered() => self.actions.push(Action::AdoptSchema {
-                schema: schema.name.clone(),
-            }),
+            Some(_) if self.adopts("schema", &schema.name) => {
+                self.actions.push(Action::AdoptSchema {
+                    schema: schema.name.clone(),
+                })
+            }
             Some(_) => {}
         }
         let role_name = schema.role.as_ref().map(|role| role.name.clone());

@@ -13,7 +13,7 @@ use super::desired::{
     TablesTarget,
 };
 use super::error::{SpecError, SpecErrors};
-use super::load::{Document, escape_pointer};
+use super::load::{Document, Format, escape_pointer};
 use super::model::{Isolation, SPEC_VERSION, SecretSource, Spec, Tenant, json_schema};
 use crate::migrations::{MigrationError, MigrationSet};
 
@@ -126,10 +126,13 @@ fn check_schema(document: &Document, errors: &mut Vec<SpecError>) {
         return;
     }
     if document.value.is_null() {
+        let start = match document.format {
+            Format::Toml => format!("version = {SPEC_VERSION} and a [[tenants]] table"),
+            Format::Yaml => format!("version: {SPEC_VERSION} and a tenants: list"),
+        };
         errors.push(
-            SpecError::plain(&document.origin, "the spec file is empty").with_hint(format!(
-                "start it with version = {SPEC_VERSION} and a [[tenants]] table"
-            )),
+            SpecError::plain(&document.origin, "the spec file is empty")
+                .with_hint(format!("start it with {start}")),
         );
         return;
     }
