@@ -143,6 +143,10 @@ fn validate_reports_each_rule() {
     }
     insta::assert_snapshot!("validation_errors", report);
 
+    // Invalid arguments exit 1, never the 2 of --detailed-exitcode.
+    let usage = run(env.cmd().args(["plan", "--detailed-exitcode", "--no-such-flag"]));
+    assert_code(&usage, 1);
+
     // The isolation error carries these two lines exactly.
     let isolation = run(env.cmd().args(["validate", "-f", "isolation.toml"]));
     let lines: Vec<&str> = isolation.stderr.lines().collect();
@@ -265,7 +269,7 @@ fn lifecycle_of_schema_and_database_tenants() {
     );
     assert_eq!(mode & 0o777, 0o600, "a plan file is for its owner only");
 
-    let applied = step(&["apply", "first.plan"], 0);
+    let applied = step(&["-vv", "apply", "first.plan"], 0);
     for line in [
         format!("✓ Tenant '{alpha}' created successfully"),
         format!("✓ Tenant '{delta}' created successfully"),
@@ -473,6 +477,8 @@ fn answer_prompt_with_no(env: &TestEnv, password: &str) {
     session.send_line("n").unwrap();
     let rest = session.exp_eof().unwrap();
     assert!(rest.contains("Apply cancelled."), "{rest}");
+    let status = format!("{:?}", session.process().wait().unwrap());
+    assert!(status.starts_with("Exited(") && status.ends_with(", 1)"), "{status}");
     assert!(
         !rest.contains(password),
         "the password leaked onto the terminal"
