@@ -144,7 +144,9 @@ fn validate_reports_each_rule() {
     insta::assert_snapshot!("validation_errors", report);
 
     // Invalid arguments exit 1, never the 2 of --detailed-exitcode.
-    let usage = run(env.cmd().args(["plan", "--detailed-exitcode", "--no-such-flag"]));
+    let usage = run(env
+        .cmd()
+        .args(["plan", "--detailed-exitcode", "--no-such-flag"]));
     assert_code(&usage, 1);
 
     // The isolation error carries these two lines exactly.
@@ -345,8 +347,20 @@ fn lifecycle_of_schema_and_database_tenants() {
     check_provisioned(&env, &alpha, &delta, 3);
     step(&["plan", "-f", "tenants.toml", "--detailed-exitcode"], 0);
 
-    // A saved plan goes stale when the spec changes.
+    // A saved plan goes stale when the control URL or the spec changes.
     step(&["plan", "-f", "tenants.toml", "--out", "second.plan"], 0);
+    let same_database = env.database_url().replace("postgres://", "postgresql://");
+    let elsewhere = step(
+        &["--database-url", &same_database, "apply", "second.plan"],
+        1,
+    );
+    assert!(
+        elsewhere
+            .stderr
+            .contains("stale plan: it was made for control database postgres://"),
+        "{}",
+        elsewhere.stderr
+    );
     env.write_spec("tenants.toml", &spec.replace("\"Alpha\"", "\"Alpha Inc\""));
     let stale = step(&["apply", "second.plan"], 1);
     assert!(
@@ -478,7 +492,10 @@ fn answer_prompt_with_no(env: &TestEnv, password: &str) {
     let rest = session.exp_eof().unwrap();
     assert!(rest.contains("Apply cancelled."), "{rest}");
     let status = format!("{:?}", session.process().wait().unwrap());
-    assert!(status.starts_with("Exited(") && status.ends_with(", 1)"), "{status}");
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 1)"),
+        "{status}"
+    );
     assert!(
         !rest.contains(password),
         "the password leaked onto the terminal"
