@@ -1,24 +1,25 @@
 //! Provisioning of Redis ACL users (for any tenant with a `[cache]` ACL
 //! user) and of cache tenants, whose only other state is the registry row.
 
-use super::{ApplyContext, Report, TenantError, in_registry_transaction};
+use super::{ApplyContext, Report, TenantError, in_registry_transaction, log_action};
 use crate::acl::DesiredUser;
 use crate::plan::TenantPlan;
 use crate::plan::action::Action;
 use crate::spec::desired::DesiredTenant;
+use crate::state::db;
 
 /// A pool of Redis connections, shared by the workers.
 pub type RedisPool = r2d2::Pool<redis::Client>;
 
-/// Sets the tenant's Redis ACL user when its plan says so, with one
+/// Sets the tenant's Redis ACL user when its plan contains that action, with one
 /// `ACL SETUSER` that starts with `reset`; returns the report line.
 pub fn set_acl_user(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
     tenant_plan: &TenantPlan,
 ) -> Result<Option<String>, TenantError> {
-    let Some(name) = tenant_plan.actions.iter().find_map(|action| match action {
-        Action::SetAclUser { user, .. } => Some(user),
+    let Some((action, name)) = tenant_plan.actions.iter().find_map(|action| match action {
+        Action::SetAclUser { user, .. } => Some((action, user)),
         _ => None,
     }) else {
         return Ok(None);
@@ -36,6 +37,7 @@ pub fn set_acl_user(
             format!("ACL user {name} has no password in the spec"),
         ));
     };
+
     let desired = DesiredUser {
         name: &user.name,
         prefix: &cache.prefix,
@@ -60,6 +62,10 @@ pub fn set_acl_user(
         .arg(desired.setuser_rules())
         .query::<()>(&mut *connection)
         .map_err(|error| TenantError::new(&step, target.command_failure("ACL SETUSER", error)))?;
+
+    let mut control =
+        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
+    log_action(&mut control, &tenant.id, action)?;
     Ok(Some(format!(
         "✓ Redis ACL user '{name}' limited to '{}*'",
         cache.prefix

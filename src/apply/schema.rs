@@ -4,7 +4,10 @@
 use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
 
-use super::{ApplyContext, Report, TenantError, in_registry_transaction, migrate};
+use super::{
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
+    migrate,
+};
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
 use crate::spec::desired::{DesiredTenant, RoleTarget, SchemaTarget};
@@ -24,29 +27,50 @@ pub fn apply(
         .as_ref()
         .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
     in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
-        for action in &tenant_plan.actions {
-            let declared = schema.role.as_ref();
-            if apply_role_action(connection, &context.current_role, declared, action)? {
-                continue;
+        let declared = schema.role.as_ref();
+        for action in tenant_plan
+            .actions
+            .iter()
+            .filter(|a| !is_applied_separately(a))
+        {
+            let current = &context.current_role;
+            if !apply_role_action(connection, current, declared, action, report)? {
+                apply_schema_action(connection, tenant, schema, action, report)?;
             }
-            match action {
-                Action::CreateSchema { schema: name } => {
-                    let sql = format!("CREATE SCHEMA {}", quote_ident(name));
-                    execute(connection, "create schema", &sql)?;
-                    report.push(format!("✓ Schema '{name}' created"));
-                }
-                Action::RestrictSchema {
-                    schema: name, role, ..
-                } => restrict_schema(connection, name, role.as_deref())?,
-                Action::RunMigrations { migrations } => {
-                    run_migrations(connection, tenant, schema, migrations)?;
-                    report.push("✓ Migrations completed".to_string());
-                }
-                _ => {}
-            }
+            log_action(connection, &tenant.id, action)?;
         }
         Ok(())
     })
+}
+
+fn apply_schema_action(
+    connection: &mut PgConnection,
+    tenant: &DesiredTenant,
+    schema: &SchemaTarget,
+    action: &Action,
+    report: &mut Report,
+) -> Result<(), TenantError> {
+    match action {
+        Action::AdoptSchema { schema: name } => {
+            report.push(format!(
+                "✓ Schema '{name}' adopted (it existed; not recreated)"
+            ));
+        }
+        Action::CreateSchema { schema: name } => {
+            let sql = format!("CREATE SCHEMA {}", quote_ident(name));
+            execute(connection, "create schema", &sql)?;
+            report.push(format!("✓ Schema '{name}' created"));
+        }
+        Action::RestrictSchema {
+            schema: name, role, ..
+        } => restrict_schema(connection, name, role.as_deref())?,
+        Action::RunMigrations { migrations } => {
+            run_migrations(connection, tenant, schema, migrations)?;
+            report.push("✓ Migrations completed".to_string());
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Runs the tenant's pending migrations in its schema as its role, so the
@@ -79,13 +103,19 @@ pub fn apply_role_action(
     current: &CurrentRole,
     declared: Option<&RoleTarget>,
     action: &Action,
+    report: &mut Report,
 ) -> Result<bool, TenantError> {
     match action {
         Action::CreateRole { role } => {
             create_role(connection, current, role_target(declared, role)?)?
         }
         Action::SetPassword { role } => set_password(connection, role_target(declared, role)?)?,
-        Action::AdoptRole { role } => ensure_membership(connection, current, role)?,
+        Action::AdoptRole { role } => {
+            ensure_membership(connection, current, role)?;
+            report.push(format!(
+                "✓ Role '{role}' adopted (it existed; not recreated)"
+            ));
+        }
         _ => return Ok(false),
     }
     Ok(true)
@@ -105,9 +135,10 @@ fn role_target<'a>(
 
 /// Returns the first report line of a tenant.
 pub fn created_line(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> String {
-    match tenant_plan.change {
-        TenantChange::Create => format!("✓ Tenant '{}' created successfully", tenant.id),
-        TenantChange::Update => format!("✓ Tenant '{}' updated", tenant.id),
+    match (tenant_plan.change, tenant_plan.stays_pending) {
+        (TenantChange::Create, false) => format!("✓ Tenant '{}' created successfully", tenant.id),
+        (TenantChange::Create, true) => format!("✓ Tenant '{}' registered", tenant.id),
+        (TenantChange::Update, _) => format!("✓ Tenant '{}' updated", tenant.id),
     }
 }
 
@@ -116,7 +147,7 @@ pub fn ready_line(status: &str) -> String {
     if status == registry::STATUS_READY {
         "Tenant is ready to use".to_string()
     } else {
-        format!("Tenant is {status}: run apply again to finish it")
+        "Tenant is pending: fix what its plan notes say, then run apply again".to_string()
     }
 }
 

@@ -5,7 +5,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use super::schema::{apply_role_action, execute};
-use super::{ApplyContext, Report, TenantError, in_registry_transaction, migrate};
+use super::{
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
+    migrate,
+};
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, SharedPlan};
 use crate::plan::render::describe;
@@ -157,15 +160,20 @@ pub fn apply(
 ) -> Result<(Report, &'static str), TenantError> {
     let target = tables_target(context)?;
     in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
-        for action in &tenant_plan.actions {
-            let declared = tenant.role.as_ref();
-            if apply_role_action(connection, &context.current_role, declared, action)? {
-                continue;
-            }
-            if let Action::GrantTableRole { role, .. } = action {
+        let declared = tenant.role.as_ref();
+        for action in tenant_plan
+            .actions
+            .iter()
+            .filter(|a| !is_applied_separately(a))
+        {
+            let current = &context.current_role;
+            if !apply_role_action(connection, current, declared, action, report)?
+                && let Action::GrantTableRole { role, .. } = action
+            {
                 grant_table_role(connection, target, &tenant.id, role)?;
                 report.push(format!("✓ Role '{role}' limited to tenant '{}'", tenant.id));
             }
+            log_action(connection, &tenant.id, action)?;
         }
         Ok(())
     })
@@ -187,6 +195,7 @@ fn grant_table_role(
          REVOKE ALL ON SCHEMA {schema_sql} FROM {role_sql};\
          GRANT USAGE ON SCHEMA {schema_sql} TO {role_sql};"
     );
+
     for table in shared_tables(connection, target)? {
         sql.push_str(&format!(
             "GRANT {} ON TABLE {schema_sql}.{} TO {role_sql};",
@@ -204,6 +213,7 @@ fn grant_table_role(
         quote_ident(name),
         quote_literal(tenant_id)
     ));
+
     let attributes: RoleAttributes = diesel::sql_query(
         "SELECT rolsuper AS superuser, rolbypassrls AS bypass_rls FROM pg_roles WHERE rolname = $1",
     )
