@@ -13,13 +13,15 @@ use sha2::{Digest, Sha256};
 use crate::spec::secret::Secret;
 
 /// Command rules of a tenant user. Everything is allowed except what ignores
-/// key and channel patterns or reaches the whole server: `KEYS`, `SCAN`,
-/// `RANDOMKEY` and `DBSIZE` list or count other tenants' keys, `FLUSHDB`,
-/// `FLUSHALL`, `SELECT` and `SWAPDB` leave the tenant's prefix, `PUBSUB`
-/// lists other tenants' channels, `MEMORY` reports on the whole server,
-/// `CLIENT TRACKING ... BCAST` reports other tenants' key names as they
-/// change, `CLUSTER GETKEYSINSLOT` lists keys, and scripts run commands
-/// with keys they do not declare.
+/// key and channel patterns or reaches the whole server:
+/// - `KEYS`, `SCAN`, `RANDOMKEY`, `DBSIZE` and `CLUSTER GETKEYSINSLOT` list
+///   or count other tenants' keys.
+/// - `FLUSHDB`, `FLUSHALL`, `SELECT` and `SWAPDB` act beyond the prefix.
+/// - `PUBSUB` lists other tenants' channels, and `MEMORY` reports on the
+///   whole server.
+/// - `CLIENT TRACKING ... BCAST` pushes other tenants' key names as they
+///   change (checked on Redis 7.0).
+/// - Scripts run commands on keys they do not declare.
 pub const COMMAND_RULES: &[&str] = &[
     "+@all",
     "-@admin",
@@ -65,8 +67,8 @@ impl DesiredUser<'_> {
 
     /// Returns the arguments of `ACL SETUSER` after the user name. `reset`
     /// comes first, so the user ends up with these rules and nothing it had
-    /// before, whatever state it was in. The list holds the password hash:
-    /// pass it to the server only, never to a log.
+    /// before, whatever state it was in. The list contains the password
+    /// hash: pass it to the server only, never to a log.
     pub fn setuser_rules(&self) -> Vec<String> {
         let mut rules = vec![
             "reset".to_string(),

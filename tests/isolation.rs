@@ -373,8 +373,9 @@ password = {{ env = "CB_PASSWORD" }}
     );
     let events = env.psql("SELECT string_agg(action, ' ') FROM tenantctl.events");
     for secret in ["secret-a", "secret-b"] {
-        assert!(!registry.contains(secret) && !events.contains(secret));
-        assert!(!second.all().contains(secret));
+        assert!(!registry.contains(secret), "{secret} in the registry");
+        assert!(!events.contains(secret), "{secret} in the event log");
+        assert!(!second.all().contains(secret), "{secret} in the plan");
     }
 
     let own_key = format!("{a}:k");
@@ -673,7 +674,7 @@ fn example_applies_despite_redis_outage() {
             .any(|user| user == hooli)
     );
 
-    // Plan asks Redis the same questions whatever the number of tenants.
+    // Plan sends Redis the same commands whatever the number of tenants.
     redis.redis(&["CONFIG", "RESETSTAT"]);
     plan(&env, "tenants.toml", &vars);
     let with_one = command_calls(&redis);

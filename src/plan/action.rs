@@ -64,7 +64,7 @@ pub enum Action {
     },
     /// Gives a table tenant's role exactly DML on the shared tables that
     /// have the tenant column, SELECT on the others, USAGE on their schema
-    /// and its tenant setting; `because` lists why an existing role needs it.
+    /// and its tenant setting. `because` lists why an existing role needs it.
     GrantTableRole {
         role: String,
         schema: String,

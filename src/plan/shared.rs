@@ -125,7 +125,7 @@ fn policy_drift(policy: &PolicyInfo, expected: &str) -> Vec<String> {
     drift
 }
 
-/// What a table tenant's existing role is checked against.
+/// The inputs of the check of a table tenant's existing role.
 pub struct TableRoleCheck<'a> {
     pub target: &'a TablesTarget,
     pub state: &'a SharedState,
@@ -152,6 +152,7 @@ impl TableRoleCheck<'_> {
         if self.role.bypass_rls {
             because.push("the role has BYPASSRLS".to_string());
         }
+
         let setting = format!("{}={}", self.target.setting, self.tenant_id);
         let has_setting = self
             .state
@@ -164,6 +165,7 @@ impl TableRoleCheck<'_> {
                 self.target.setting, self.tenant_id
             ));
         }
+
         if self.state.schema_exists && privileges_of(&self.state.schema_grants, role) != ["USAGE"] {
             because.push(format!(
                 "its privileges on schema \"{}\" differ from USAGE",
@@ -180,6 +182,7 @@ impl TableRoleCheck<'_> {
         if !drifted.is_empty() {
             because.push(format!("its privileges differ on {}", drifted.join(", ")));
         }
+
         for table in self.state.tables.iter().filter(|t| &t.owner == role) {
             notes.push(format!(
                 "role \"{role}\" owns table \"{}\", so it can turn off its row-level security; tenantctl does not change owners",

@@ -93,7 +93,7 @@ impl RedisTarget {
     }
 }
 
-/// What plan needs from Redis.
+/// The ACL users and command table of the Redis server.
 #[derive(Debug, Default)]
 pub struct RedisState {
     /// ACL users by name.
@@ -102,8 +102,8 @@ pub struct RedisState {
 }
 
 impl RedisState {
-    /// Whether the `default` user is enabled without a password, so every
-    /// client that reaches the server may run every command it allows.
+    /// Returns whether the `default` user is enabled without a password, so
+    /// every client that reaches the server may run every command it allows.
     pub fn default_user_open(&self) -> bool {
         self.users
             .get("default")

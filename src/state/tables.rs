@@ -44,7 +44,7 @@ pub struct PolicyInfo {
     pub check_expression: Option<String>,
 }
 
-/// What exists of the shared tables.
+/// The actual state of the shared tables.
 #[derive(Debug, Default)]
 pub struct SharedState {
     pub schema_exists: bool,
