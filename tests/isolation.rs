@@ -132,6 +132,15 @@ user = "{b_role}"
 password = {{ env = "TB_PASSWORD" }}
 "#
     );
+    // More tenants make their grants on the same tables overlap in time.
+    let mut spec = spec;
+    for extra in ["tc", "td", "te"] {
+        let (id, user) = (env.id(extra), env.id(&format!("{extra}_user")));
+        spec.push_str(&format!(
+            "\n[[tenants]]\nid = \"{id}\"\nname = \"{id}\"\nisolation = \"table\"\n\
+             [tenants.role]\nuser = \"{user}\"\npassword = {{ env = \"TB_PASSWORD\" }}\n"
+        ));
+    }
     env.write_spec("tenants.toml", &spec);
     let vars = [("TA_PASSWORD", "pw-a"), ("TB_PASSWORD", "pw-b")];
     let db = env.control_db().to_string();

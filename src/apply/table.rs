@@ -179,15 +179,29 @@ pub fn apply(
     })
 }
 
+/// Advisory lock key held by a table tenant's transaction while it changes
+/// privileges on the shared tables ("tenant" as bytes, then 3).
+const SHARED_GRANTS_LOCK_KEY: i64 = 0x7465_6e61_6e74_0003;
+
 /// Gives the role exactly the privileges a tenant role has on the shared
 /// tables, fixes its tenant setting and strips SUPERUSER and BYPASSRLS,
 /// which would skip the policies.
+///
+/// Table tenants are applied in parallel, and PostgreSQL 15 fails a GRANT
+/// on a table whose access list another open transaction changed ("tuple
+/// concurrently updated"), so the grants of one tenant at a time hold a
+/// transaction-level advisory lock.
 fn grant_table_role(
     connection: &mut PgConnection,
     target: &TablesTarget,
     tenant_id: &str,
     role: &str,
 ) -> Result<(), TenantError> {
+    execute(
+        connection,
+        "wait for other tenants' grants",
+        &format!("SELECT pg_advisory_xact_lock({SHARED_GRANTS_LOCK_KEY})"),
+    )?;
     let role_sql = quote_ident(role);
     let schema_sql = quote_ident(&target.schema);
     let mut sql = format!(
