@@ -109,7 +109,7 @@ pub fn grants_of(acl_column: &str) -> String {
 }
 
 /// Reads the shared schema, its tables and policies, role settings and the
-/// applied shared migrations: five queries.
+/// applied shared migrations in a fixed number of queries.
 pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<SharedState> {
     let schema: Vec<SchemaRow> = diesel::sql_query(format!(
         "SELECT {} AS grants FROM pg_namespace n WHERE n.nspname = $1",
@@ -133,20 +133,7 @@ pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<Shar
     .bind::<Text, _>(&target.column)
     .load(connection)
     .map_err(Error::query("cannot read the shared tables"))?;
-    let policies: Vec<PolicyInfo> = diesel::sql_query(
-        "SELECT c.relname::text AS table_name, p.polname::text AS name, \
-         p.polpermissive AS permissive, p.polcmd::text AS command, \
-         p.polroles = '{0}'::oid[] AS to_public, \
-         pg_get_expr(p.polqual, p.polrelid) AS using_expression, \
-         pg_get_expr(p.polwithcheck, p.polrelid) AS check_expression \
-         FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-    )
-    .bind::<Text, _>(&target.schema)
-    .load(connection)
-    .map_err(Error::query(
-        "cannot read the policies of the shared tables",
-    ))?;
+    let policies = read_policies(connection, &target.schema)?;
     let settings: Vec<RoleSettingRow> = diesel::sql_query(
         "SELECT r.rolname::text AS role_name, s.setconfig AS settings \
          FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
@@ -173,6 +160,31 @@ pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<Shar
             .collect(),
         applied,
     })
+}
+
+/// Reads the policies of the shared schema's tables. `pg_get_expr` leaves
+/// out the schema of a function that `search_path` finds, so the query runs
+/// with `search_path` set to `pg_catalog` alone: the text then names
+/// `tenantctl.current_tenant` in full whatever the connection's settings.
+fn read_policies(connection: &mut PgConnection, schema: &str) -> Result<Vec<PolicyInfo>> {
+    connection
+        .transaction(|connection| {
+            diesel::sql_query("SET LOCAL search_path TO pg_catalog").execute(connection)?;
+            diesel::sql_query(
+                "SELECT c.relname::text AS table_name, p.polname::text AS name, \
+                 p.polpermissive AS permissive, p.polcmd::text AS command, \
+                 p.polroles = '{0}'::oid[] AS to_public, \
+                 pg_get_expr(p.polqual, p.polrelid) AS using_expression, \
+                 pg_get_expr(p.polwithcheck, p.polrelid) AS check_expression \
+                 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+            )
+            .bind::<Text, _>(schema)
+            .load(connection)
+        })
+        .map_err(Error::query(
+            "cannot read the policies of the shared tables",
+        ))
 }
 
 fn table_info(row: TableRow) -> TableInfo {
