@@ -13,7 +13,7 @@ use crate::acl::DesiredUser;
 use crate::spec::desired::{Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::sql::scram_matches;
-use crate::state::catalog::ServerCatalog;
+use crate::state::catalog::{SchemaInfo, ServerCatalog};
 use crate::state::registry::{self, STATUS_FAILED, STATUS_READY, TenantRecord};
 use crate::state::tables::by_grantee;
 use crate::state::{Actual, Servers, server_key};
@@ -403,30 +403,7 @@ impl TenantPlanner<'_> {
         let role_name = schema.role.as_ref().map(|role| role.name.clone());
         let needs_restrict = match existing {
             None => true,
-            Some(info) => {
-                let grants = by_grantee(info.grants.clone());
-                let role_lacks_access = role_name.as_ref().is_some_and(|role| {
-                    grants.get(role).is_none_or(|privileges| {
-                        !(privileges.iter().any(|p| p == "USAGE")
-                            && privileges.iter().any(|p| p == "CREATE"))
-                    })
-                });
-                for grantee in grants.keys().filter(|grantee| {
-                    **grantee != info.owner
-                        && grantee.as_str() != "PUBLIC"
-                        && Some(*grantee) != role_name.as_ref()
-                }) {
-                    self.notes.push(format!(
-                        "role \"{grantee}\" holds privileges on schema \"{}\"; tenantctl does not revoke grants it did not make",
-                        schema.name
-                    ));
-                }
-                info.public_access
-                    || role_lacks_access
-                    || self.record.is_none_or(|record| {
-                        record.config.get("role").and_then(|v| v.as_str()) != role_name.as_deref()
-                    })
-            }
+            Some(info) => self.schema_access_drifted(info, role_name.as_deref()),
         };
         if needs_restrict {
             self.actions.push(Action::RestrictSchema {
@@ -435,6 +412,35 @@ impl TenantPlanner<'_> {
                 repair: existing.is_some(),
             });
         }
+    }
+
+    /// Returns whether an existing schema's privileges differ from what
+    /// RestrictSchema sets: nothing for PUBLIC, USAGE and CREATE for the
+    /// tenant's role. Notes other roles' privileges, which apply keeps.
+    fn schema_access_drifted(&mut self, info: &SchemaInfo, role: Option<&str>) -> bool {
+        let grants = by_grantee(info.grants.clone());
+        let role_lacks_access = role.is_some_and(|role| {
+            grants.get(role).is_none_or(|privileges| {
+                !(privileges.iter().any(|p| p == "USAGE")
+                    && privileges.iter().any(|p| p == "CREATE"))
+            })
+        });
+        let others = grants.keys().filter(|grantee| {
+            **grantee != info.owner
+                && grantee.as_str() != "PUBLIC"
+                && Some(grantee.as_str()) != role
+        });
+        for grantee in others {
+            self.notes.push(format!(
+                "role \"{grantee}\" holds privileges on schema \"{}\"; tenantctl does not revoke grants it did not make",
+                info.name
+            ));
+        }
+        let registered_role = self
+            .record
+            .and_then(|record| record.config.get("role"))
+            .and_then(|value| value.as_str());
+        info.public_access || role_lacks_access || self.record.is_none() || registered_role != role
     }
 
     fn plan_table(&mut self) {
