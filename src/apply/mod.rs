@@ -286,9 +286,12 @@ pub fn finish(
 }
 
 /// Returns the status a tenant ends with when all its actions succeeded: a
-/// database tenant whose database is missing and may not be created stays
-/// pending.
+/// tenant whose plan leaves actions for later, or a database tenant whose
+/// database is missing and may not be created, stays pending.
 pub fn final_status(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> &'static str {
+    if !tenant_plan.deferred.is_empty() {
+        return STATUS_PENDING;
+    }
     let creates_or_has_database = tenant_plan.actions.iter().any(|action| {
         matches!(
             action,

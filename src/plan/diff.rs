@@ -99,6 +99,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
                 },
                 actions: planner.actions,
                 notes: planner.notes,
+                deferred: Vec::new(),
             });
         }
     }
