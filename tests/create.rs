@@ -677,6 +677,30 @@ fn unattended_create_with_flags() {
     );
     assert_eq!(registry_row(&env, &loose), "ready|schema|Loose");
 
+    // An ID only the registry knows is taken as well.
+    let again = run(
+        &env,
+        env.cmd()
+            .args([
+                "create",
+                "-f",
+                "tenants.toml",
+                "--id",
+                &loose,
+                "--name",
+                "Again",
+            ])
+            .args(["--isolation", "schema", "--yes"]),
+    );
+    assert_eq!(again.code, Some(1));
+    assert!(
+        again
+            .stderr
+            .contains("Tenant with ID '[p]loose' already exists"),
+        "{}",
+        again.stderr
+    );
+
     // --no-save provisions but leaves the file alone.
     let kept = read(&spec);
     let quiet = env.id("quiet");
