@@ -10,6 +10,7 @@ pub mod error;
 pub mod migrations;
 pub mod output;
 pub mod plan;
+pub mod prompt;
 pub mod rls;
 pub mod spec;
 pub mod sql;
