@@ -302,6 +302,25 @@ password = {{ env = "TB_PASSWORD" }}
         env.psql("SELECT count(*) FROM tenantctl.shared_migrations"),
         "1"
     );
+
+    // A tenant that moves to a new role takes the shared tables away from
+    // the old one, which is no longer tied to the tenant.
+    let new_role = env.id("ta_user2");
+    let moved_spec = spec.replace(&format!("\"{a_role}\""), &format!("\"{new_role}\""));
+    env.write_spec("tenants.toml", &moved_spec);
+    let moved = plan(&env, "tenants.toml", &vars);
+    assert!(
+        moved.stdout.contains(&format!("revoked from \"{a_role}\"")),
+        "{}",
+        moved.stdout
+    );
+    apply_ok(&env, "tenants.toml", &vars);
+    assert_no_changes(&env, "tenants.toml", &vars);
+    assert_denied(
+        psql_as(&a_role, &db, &[&as_a, "SELECT count(*) FROM items"]),
+        "permission denied",
+    );
+    assert_eq!(psql_as(&new_role, &db, &[select_tenants]).unwrap(), a);
 }
 
 /// Connects to the shared Redis server as an ACL user.

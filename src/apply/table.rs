@@ -167,11 +167,8 @@ pub fn apply(
             .filter(|a| !is_applied_separately(a))
         {
             let current = &context.current_role;
-            if !apply_role_action(connection, current, declared, action, report)?
-                && let Action::GrantTableRole { role, .. } = action
-            {
-                grant_table_role(connection, target, &tenant.id, role)?;
-                report.push(format!("✓ Role '{role}' limited to tenant '{}'", tenant.id));
+            if !apply_role_action(connection, current, declared, action, report)? {
+                apply_table_action(connection, target, &tenant.id, action, report)?;
             }
             log_action(connection, &tenant.id, action)?;
         }
@@ -179,29 +176,86 @@ pub fn apply(
     })
 }
 
+fn apply_table_action(
+    connection: &mut PgConnection,
+    target: &TablesTarget,
+    tenant_id: &str,
+    action: &Action,
+    report: &mut Report,
+) -> Result<(), TenantError> {
+    match action {
+        Action::GrantTableRole { role, .. } => {
+            grant_table_role(connection, target, tenant_id, role)?;
+            report.push(format!("✓ Role '{role}' limited to tenant '{tenant_id}'"));
+        }
+        Action::RevokeTableRole { role, schema } => {
+            revoke_table_role(connection, target, role, schema)?;
+            report.push(format!("✓ Shared tables revoked from role '{role}'"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Advisory lock key held by a table tenant's transaction while it changes
 /// privileges on the shared tables ("tenant" as bytes, then 3).
 const SHARED_GRANTS_LOCK_KEY: i64 = 0x7465_6e61_6e74_0003;
 
+/// Revokes every privilege on the shared schema and its tables from a role
+/// and resets its tenant setting.
+fn revoke_table_role(
+    connection: &mut PgConnection,
+    target: &TablesTarget,
+    role: &str,
+    schema: &str,
+) -> Result<(), TenantError> {
+    lock_shared_grants(connection)?;
+    let role_sql = quote_ident(role);
+    let schema_sql = quote_ident(schema);
+    let sql = format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA {schema_sql} FROM {role_sql};\
+         REVOKE ALL ON SCHEMA {schema_sql} FROM {role_sql};\
+         ALTER ROLE {role_sql} RESET {};",
+        setting_sql(target)?
+    );
+    execute(
+        connection,
+        &format!("revoke shared tables from {role}"),
+        &sql,
+    )
+}
+
+/// Returns the tenant setting as SQL, each part quoted (`"app"."tenant_id"`).
+fn setting_sql(target: &TablesTarget) -> Result<String, TenantError> {
+    let (prefix, name) = target
+        .setting
+        .split_once('.')
+        .ok_or_else(|| TenantError::new("plan", format!("invalid setting {}", target.setting)))?;
+    Ok(format!("{}.{}", quote_ident(prefix), quote_ident(name)))
+}
+
+/// Takes the advisory lock that serializes changes to the privileges on
+/// the shared tables until the transaction ends. Table tenants are applied
+/// in parallel, and PostgreSQL 15 fails a GRANT on a table whose access
+/// list another open transaction changed ("tuple concurrently updated").
+fn lock_shared_grants(connection: &mut PgConnection) -> Result<(), TenantError> {
+    execute(
+        connection,
+        "wait for other tenants' grants",
+        &format!("SELECT pg_advisory_xact_lock({SHARED_GRANTS_LOCK_KEY})"),
+    )
+}
+
 /// Gives the role exactly the privileges a tenant role has on the shared
 /// tables, fixes its tenant setting and strips SUPERUSER and BYPASSRLS,
 /// which would skip the policies.
-///
-/// Table tenants are applied in parallel, and PostgreSQL 15 fails a GRANT
-/// on a table whose access list another open transaction changed ("tuple
-/// concurrently updated"), so the grants of one tenant at a time hold a
-/// transaction-level advisory lock.
 fn grant_table_role(
     connection: &mut PgConnection,
     target: &TablesTarget,
     tenant_id: &str,
     role: &str,
 ) -> Result<(), TenantError> {
-    execute(
-        connection,
-        "wait for other tenants' grants",
-        &format!("SELECT pg_advisory_xact_lock({SHARED_GRANTS_LOCK_KEY})"),
-    )?;
+    lock_shared_grants(connection)?;
     let role_sql = quote_ident(role);
     let schema_sql = quote_ident(&target.schema);
     let mut sql = format!(
@@ -217,14 +271,9 @@ fn grant_table_role(
             quote_ident(&table.name)
         ));
     }
-    let (prefix, name) = target
-        .setting
-        .split_once('.')
-        .ok_or_else(|| TenantError::new("plan", format!("invalid setting {}", target.setting)))?;
     sql.push_str(&format!(
-        "ALTER ROLE {role_sql} SET {}.{} = {};",
-        quote_ident(prefix),
-        quote_ident(name),
+        "ALTER ROLE {role_sql} SET {} = {};",
+        setting_sql(target)?,
         quote_literal(tenant_id)
     ));
 

@@ -71,6 +71,9 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
+    /// Takes the privileges on the shared tables and the tenant setting away
+    /// from a role a table tenant no longer uses. The role itself is kept.
+    RevokeTableRole { role: String, schema: String },
     /// Creates or resets the Redis ACL user of a tenant; `because` lists
     /// how the existing user differs.
     SetAclUser {

@@ -445,10 +445,11 @@ impl TenantPlanner<'_> {
     }
 
     fn plan_table(&mut self) {
-        let (Some(target), Some(role)) = (&self.desired.tables, &self.tenant.role) else {
+        let Some(Ok(catalog)) = self.actual.servers.get(&self.servers.control_key) else {
             return;
         };
-        let Some(Ok(catalog)) = self.actual.servers.get(&self.servers.control_key) else {
+        self.plan_role_revocation(catalog);
+        let (Some(target), Some(role)) = (&self.desired.tables, &self.tenant.role) else {
             return;
         };
         self.plan_role(role, catalog);
@@ -474,6 +475,35 @@ impl TenantPlanner<'_> {
             role: role.name.clone(),
             schema: target.schema.clone(),
             because,
+        });
+    }
+
+    /// Plans taking the shared tables away from the role the registry
+    /// records for this table tenant when the spec names another role or
+    /// none. Otherwise that role would keep its grants while
+    /// `tenantctl.current_tenant` no longer ties it to the tenant, and it
+    /// could read any tenant's rows by setting the tenant setting.
+    fn plan_role_revocation(&mut self, catalog: &ServerCatalog) {
+        let Some(record) = self.record else {
+            return;
+        };
+        let recorded = |key: &str| record.config.get(key).and_then(|value| value.as_str());
+        let (Some(old_role), Some(schema)) = (recorded("role"), recorded("schema")) else {
+            return;
+        };
+        let taken = self.desired.tenants.iter().any(|tenant| {
+            tenant.isolation == Isolation::Table
+                && tenant
+                    .role
+                    .as_ref()
+                    .is_some_and(|role| role.name == old_role)
+        });
+        if taken || !catalog.roles.contains_key(old_role) {
+            return;
+        }
+        self.actions.push(Action::RevokeTableRole {
+            role: old_role.to_string(),
+            schema: schema.to_string(),
         });
     }
 

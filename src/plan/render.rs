@@ -75,6 +75,9 @@ pub fn describe(action: &Action) -> String {
             "DML on shared tables in \"{schema}\" for \"{role}\", tenant setting fixed{}",
             describe_because(because)
         ),
+        Action::RevokeTableRole { role, schema } => format!(
+            "privileges on shared tables in \"{schema}\" and tenant setting revoked from \"{role}\", which the tenant no longer uses (the role is kept)"
+        ),
         Action::SetAclUser {
             user,
             prefix,
