@@ -98,6 +98,12 @@ pub struct PlanArgs {
     #[arg(long = "tenant", value_name = "ID")]
     pub tenants: Vec<String>,
 
+    /// Also compare each database tenant's own migration table
+    /// (tenantctl.migrations) with the registry. It opens one connection
+    /// per database tenant. Without it, plan trusts the registry.
+    #[arg(long)]
+    pub refresh: bool,
+
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
     pub no_input: bool,
@@ -106,7 +112,7 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A plan saved with `plan --out`; applies exactly that plan.
-    #[arg(value_name = "PLAN", conflicts_with_all = ["tenants"])]
+    #[arg(value_name = "PLAN", conflicts_with_all = ["tenants", "refresh"])]
     pub plan: Option<PathBuf>,
 
     #[command(flatten)]
@@ -123,6 +129,12 @@ pub struct ApplyArgs {
     /// Apply only this tenant (repeatable).
     #[arg(long = "tenant", value_name = "ID")]
     pub tenants: Vec<String>,
+
+    /// Plan as `plan --refresh` does: compare each database tenant's own
+    /// migration table with the registry. A saved plan keeps the setting
+    /// it was made with.
+    #[arg(long)]
+    pub refresh: bool,
 
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
