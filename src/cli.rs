@@ -205,6 +205,18 @@ pub struct CreateArgs {
     #[arg(long, value_name = "PREFIX")]
     pub cache_prefix: Option<String>,
 
+    /// Whether a cache tenant gets a Redis ACL user limited to its prefix
+    /// (yes or no). The user is named like the tenant and needs a password.
+    #[arg(long, value_name = "yes|no", num_args = 0..=1, require_equals = true,
+          default_missing_value = "yes", value_parser = parse_yes_no)]
+    pub acl_user: Option<bool>,
+
+    /// Environment variable that contains the Redis ACL user's password;
+    /// the spec refers to it by name. Without a terminal the password is
+    /// read from it. Default: <ID>_REDIS_PASSWORD in capitals.
+    #[arg(long, value_name = "VAR")]
+    pub cache_password_env: Option<String>,
+
     /// Whether to run the tenant's migrations now (yes or no); with no they
     /// stay pending until a later apply.
     #[arg(long, value_name = "yes|no", num_args = 0..=1, require_equals = true,
