@@ -1,9 +1,9 @@
 //! Provisioning of schema tenants: the schema, its optional role and its
 //! migrations, all in one transaction together with the registry record.
 
-use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
+use super::migrate::execute;
 use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
@@ -44,36 +44,43 @@ pub fn apply(
                 }
                 Action::RestrictSchema { schema: name, role, .. } => restrict_schema(connection, name, role.as_deref())?,
                 Action::RunMigrations { migrations } => {
-                    let set = tenant.migrations.as_ref().ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-                    let pending = migrate::pending(set, migrations)?;
-                    if pending.iter().any(|migration| !migration.run_in_transaction) {
-                        return Err(TenantError::new(
-                            "migrations",
-                            "a migration with run_in_transaction = false cannot run for a schema tenant, whose migrations share one transaction",
-                        ));
+                    let pending = pending_of(tenant, migrations)?;
+                    if pending.iter().all(|migration| migration.run_in_transaction) {
+                        let role = schema.role.as_ref().map(|role| role.name.as_str());
+                        migrate::run_in_schema(connection, &tenant.id, &schema.name, role, &pending)?;
+                        report.push("✓ Migrations completed".to_string());
                     }
-                    let schema_path = format!("SET LOCAL search_path TO {}", quote_ident(&schema.name));
-                    execute(connection, "set search_path", &schema_path)?;
-                    if let Some(role) = &schema.role {
-                        execute(connection, "set role", &format!("SET LOCAL ROLE {}", quote_ident(&role.name)))?;
-                    }
-                    for migration in &pending {
-                        migrate::run(connection, migration)?;
-                    }
-                    execute(connection, "reset role", "RESET ROLE; RESET search_path")?;
-                    let applied: Vec<(&str, &str)> =
-                        pending.iter().map(|m| (m.version.as_str(), m.checksum.as_str())).collect();
-                    registry::record_migrations(connection, &tenant.id, &applied)
-                        .map_err(|error| TenantError::new("record migrations", error))?;
-                    report.push("✓ Migrations completed".to_string());
                 }
                 _ => {}
             }
         }
         finish(connection, context, tenant, tenant_plan, status)
     })?;
+    // Migrations that cannot run in a transaction run after the tenant's
+    // other actions commit, each recorded right after it succeeds.
+    for action in &tenant_plan.actions {
+        if let Action::RunMigrations { migrations } = action {
+            let pending = pending_of(tenant, migrations)?;
+            if pending.iter().any(|migration| !migration.run_in_transaction) {
+                let role = schema.role.as_ref().map(|role| role.name.as_str());
+                migrate::run_in_schema(&mut connection, &tenant.id, &schema.name, role, &pending)?;
+                report.push("✓ Migrations completed".to_string());
+            }
+        }
+    }
     report.push(ready_line(status));
     Ok((report, status))
+}
+
+fn pending_of<'a>(
+    tenant: &'a DesiredTenant,
+    migrations: &[String],
+) -> Result<Vec<&'a crate::migrations::Migration>, TenantError> {
+    let set = tenant
+        .migrations
+        .as_ref()
+        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+    migrate::pending(set, migrations)
 }
 
 fn role_target<'a>(
@@ -103,13 +110,6 @@ pub fn ready_line(status: &str) -> String {
     } else {
         format!("Tenant is {status}: run apply again to finish it")
     }
-}
-
-/// Runs SQL built only from quoted identifiers and literals.
-pub fn execute(connection: &mut PgConnection, step: &str, sql: &str) -> Result<(), TenantError> {
-    connection
-        .batch_execute(sql)
-        .map_err(|error| TenantError::new(step, error))
 }
 
 /// Creates a login role with a SCRAM verifier, so the plaintext password
