@@ -54,6 +54,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the servers match the spec, or apply a saved plan.
     Apply(ApplyArgs),
+    /// Run the pending migrations of one, several or all tenants.
+    Migrate(MigrateArgs),
 }
 
 /// Where the spec comes from.
@@ -130,6 +132,50 @@ pub struct ApplyArgs {
     pub no_input: bool,
 
     /// How long to wait for another apply's lock, such as 60s or 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Tenants to migrate.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub ids: Vec<String>,
+
+    /// Migrate every registered tenant.
+    #[arg(long)]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// Migration folder to use for every tenant instead of the spec's; the
+    /// spec is then optional.
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+
+    /// Number of tenants migrated at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+
+    /// List what would run for each tenant without running it.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start no further tenant after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Run pending migrations even when an applied migration was changed or
+    /// removed from the folder since.
+    #[arg(long)]
+    pub allow_changed: bool,
+
+    /// How long to wait for another apply's or migrate's lock, such as 60s.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
 }

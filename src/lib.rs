@@ -12,3 +12,4 @@ pub mod plan;
 pub mod spec;
 pub mod sql;
 pub mod state;
+pub mod workers;

@@ -2,10 +2,8 @@
 //! restricted to that role, and migrations run inside the new database as
 //! that role so the tenant owns its objects.
 
-use super::schema::{
-    create_role, created_line, ensure_membership, ready_line, set_password,
-};
 use super::migrate::execute;
+use super::schema::{create_role, created_line, ensure_membership, ready_line, set_password};
 use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
 use crate::plan::TenantPlan;
 use crate::plan::action::Action;

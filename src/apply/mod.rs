@@ -8,7 +8,7 @@ pub mod schema;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use diesel::PgConnection;
 
@@ -100,26 +100,18 @@ impl ApplyContext<'_> {
 /// Applies every tenant plan; returns the counts.
 pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
     let outcome = Mutex::new(Outcome::default());
-    let next = AtomicUsize::new(0);
     let tenants: Vec<&TenantPlan> = plan
         .tenants
         .iter()
         .filter(|tenant| !tenant.actions.is_empty())
         .collect();
-    let workers = (context.parallelism as usize).clamp(1, tenants.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(tenant_plan) = tenants.get(index) else {
-                        break;
-                    };
-                    run_one(context, tenant_plan, &outcome);
-                }
-            });
-        }
-    });
+    let never = AtomicBool::new(false);
+    crate::workers::run_all(
+        &tenants,
+        context.parallelism as usize,
+        &never,
+        |tenant_plan| run_one(context, tenant_plan, &outcome),
+    );
     Ok(outcome
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner()))

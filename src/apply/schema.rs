@@ -33,21 +33,39 @@ pub fn apply(
             .map_err(|error| TenantError::new("record in registry", error))?;
         for action in &tenant_plan.actions {
             match action {
-                Action::CreateRole { role } => {
-                    create_role(connection, &context.current_role, role_target(schema.role.as_ref(), role)?)?
+                Action::CreateRole { role } => create_role(
+                    connection,
+                    &context.current_role,
+                    role_target(schema.role.as_ref(), role)?,
+                )?,
+                Action::SetPassword { role } => {
+                    set_password(connection, role_target(schema.role.as_ref(), role)?)?
                 }
-                Action::SetPassword { role } => set_password(connection, role_target(schema.role.as_ref(), role)?)?,
-                Action::AdoptRole { role } => ensure_membership(connection, &context.current_role, role)?,
+                Action::AdoptRole { role } => {
+                    ensure_membership(connection, &context.current_role, role)?
+                }
                 Action::CreateSchema { schema: name } => {
-                    execute(connection, "create schema", &format!("CREATE SCHEMA {}", quote_ident(name)))?;
+                    execute(
+                        connection,
+                        "create schema",
+                        &format!("CREATE SCHEMA {}", quote_ident(name)),
+                    )?;
                     report.push(format!("✓ Schema '{name}' created"));
                 }
-                Action::RestrictSchema { schema: name, role, .. } => restrict_schema(connection, name, role.as_deref())?,
+                Action::RestrictSchema {
+                    schema: name, role, ..
+                } => restrict_schema(connection, name, role.as_deref())?,
                 Action::RunMigrations { migrations } => {
                     let pending = pending_of(tenant, migrations)?;
                     if pending.iter().all(|migration| migration.run_in_transaction) {
                         let role = schema.role.as_ref().map(|role| role.name.as_str());
-                        migrate::run_in_schema(connection, &tenant.id, &schema.name, role, &pending)?;
+                        migrate::run_in_schema(
+                            connection,
+                            &tenant.id,
+                            &schema.name,
+                            role,
+                            &pending,
+                        )?;
                         report.push("✓ Migrations completed".to_string());
                     }
                 }
@@ -61,7 +79,10 @@ pub fn apply(
     for action in &tenant_plan.actions {
         if let Action::RunMigrations { migrations } = action {
             let pending = pending_of(tenant, migrations)?;
-            if pending.iter().any(|migration| !migration.run_in_transaction) {
+            if pending
+                .iter()
+                .any(|migration| !migration.run_in_transaction)
+            {
                 let role = schema.role.as_ref().map(|role| role.name.as_str());
                 migrate::run_in_schema(&mut connection, &tenant.id, &schema.name, role, &pending)?;
                 report.push("✓ Migrations completed".to_string());

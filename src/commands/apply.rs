@@ -43,10 +43,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     let mut control = super::open_control(&control_url)?;
 
     let lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
-        let holder = pid
-            .map(|pid| format!(" (held by server process {pid})"))
-            .unwrap_or_default();
-        printer.error(&format!("Waiting for the apply lock{holder}..."));
+        super::report_lock_wait(printer, pid)
     })?;
     let planned = super::plan::compute(
         document,

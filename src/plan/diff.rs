@@ -8,6 +8,7 @@ use serde_json::json;
 use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, TenantChange, TenantPlan, Undeclared,
 };
+use super::pending::Drift;
 use crate::spec::desired::{Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::sql::scram_matches;
@@ -333,27 +334,15 @@ impl TenantPlanner<'_> {
                 _ => Vec::new(),
             },
         };
-        let applied_versions: HashSet<&str> = applied
+        let comparison = super::pending::compare(set, &applied);
+        self.notes
+            .extend(comparison.drift.iter().map(|drift| match drift {
+                Drift::Changed { .. } => format!("{drift}; it is not run again"),
+                Drift::Missing { .. } => drift.to_string(),
+            }));
+        let pending: Vec<String> = comparison
+            .pending
             .iter()
-            .map(|(version, _)| version.as_str())
-            .collect();
-        for (version, checksum) in &applied {
-            match set.get(version) {
-                Some(migration) if &migration.checksum != checksum => self.notes.push(format!(
-                    "migration {version} was changed after it was applied ({}); it is not run again",
-                    migration.path.join("up.sql").display()
-                )),
-                None => self.notes.push(format!(
-                    "migration {version} is recorded as applied but is missing from {}",
-                    set.dir.display()
-                )),
-                _ => {}
-            }
-        }
-        let pending: Vec<String> = set
-            .migrations
-            .iter()
-            .filter(|migration| !applied_versions.contains(migration.version.as_str()))
             .map(|migration| migration.name.clone())
             .collect();
         if !pending.is_empty() {

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod db;
+pub mod location;
 pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +80,41 @@ impl Servers {
 
     pub fn get(&self, key: &str) -> Option<&Server> {
         self.by_key.get(key)
+    }
+
+    /// Knows only the control server, for commands run without a spec.
+    pub fn control_only(control_url: &str) -> Result<Servers> {
+        let (host, port) = db::host_port(control_url)?;
+        let control_key = format!("{host}:{port}");
+        let server = Server {
+            key: control_key.clone(),
+            admin_url: control_url.to_string(),
+        };
+        Ok(Servers {
+            control_key: control_key.clone(),
+            control_url: control_url.to_string(),
+            by_key: BTreeMap::from([(control_key, server)]),
+        })
+    }
+
+    /// Returns the admin URL of a server by its `host:port` key. A server
+    /// the spec does not name is reached like [`Servers::resolve`] does: with
+    /// the control URL pointed at that host and database `postgres`.
+    pub fn admin_url(&self, key: &str) -> Result<String> {
+        if let Some(server) = self.by_key.get(key) {
+            return Ok(server.admin_url.clone());
+        }
+        let (host, port) = key
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| Error::other(format!("invalid server `{key}` in the registry")))?;
+        db::with_database(&db::with_host(&self.control_url, host, port)?, "postgres")
+    }
+
+    /// Returns the URL of a tenant database on a server, with the admin's
+    /// credentials.
+    pub fn database_url(&self, key: &str, database: &str) -> Result<String> {
+        db::with_database(&self.admin_url(key)?, database)
     }
 }
 
