@@ -56,6 +56,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Run the pending migrations of one, several or all tenants.
     Migrate(MigrateArgs),
+    /// List the registered tenants.
+    List(ListArgs),
+    /// Show everything known about one tenant.
+    Show(ShowArgs),
 }
 
 /// Where the spec comes from.
@@ -178,4 +182,37 @@ pub struct MigrateArgs {
     /// How long to wait for another apply's or migrate's lock, such as 60s.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only tenants of this isolation type: database, schema, table or cache.
+    #[arg(long, value_name = "TYPE")]
+    pub isolation: Option<String>,
+
+    /// Only tenants with this status: ready, failed or pending.
+    #[arg(long)]
+    pub status: Option<String>,
+
+    /// Spec file; with it, pending migrations are counted too.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Spec file; with it, pending migrations and drift are shown too.
+    #[command(flatten)]
+    pub spec: SpecArgs,
 }

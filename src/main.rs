@@ -18,6 +18,8 @@ fn main() {
         Command::Plan(args) => commands::plan::run(&cli.global, args, &printer),
         Command::Apply(args) => commands::apply::run(&cli.global, args, &printer),
         Command::Migrate(args) => commands::migrate::run(&cli.global, args, &printer),
+        Command::List(args) => commands::list::run(&cli.global, args, &printer),
+        Command::Show(args) => commands::show::run(&cli.global, args, &printer),
     };
     match result {
         Ok(code) => std::process::exit(code),

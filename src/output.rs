@@ -110,3 +110,35 @@ impl<'a> Progress<'a> {
         }
     }
 }
+
+/// Lays out rows under headers in columns two spaces apart, padded to the
+/// widest cell (counted in characters); the last column is not padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            text.push_str(cell);
+            if index < last {
+                let pad = width - cell.chars().count() + 2;
+                text.push_str(&" ".repeat(pad));
+            }
+        }
+        text.push('\n');
+        text
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

@@ -5,7 +5,6 @@
 //! query or connection, so a run with nothing to do costs a fixed number of
 //! queries whatever the number of tenants.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -18,8 +17,7 @@ use crate::cli::{GlobalArgs, MigrateArgs};
 use crate::error::{Error, Result};
 use crate::migrations::{Migration, MigrationSet};
 use crate::output::{Printer, Progress};
-use crate::plan::diff::set_digest;
-use crate::plan::pending::{Drift, compare};
+use crate::plan::pending::{Drift, compare_recorded};
 use crate::spec::desired::Desired;
 use crate::spec::model::Isolation;
 use crate::state::Servers;
@@ -171,24 +169,14 @@ fn plan_jobs<'a>(
     sets: &'a [Option<Arc<MigrationSet>>],
     allow_changed: bool,
 ) -> Result<Vec<Job<'a>>> {
-    let mut digests: HashMap<&str, String> = HashMap::new();
-    let stale: Vec<String> = records
-        .iter()
-        .zip(sets)
-        .filter_map(|(record, set)| {
-            let set = set.as_ref()?;
-            let summary = state.applied.get(&record.id)?;
-            let digest = digests
-                .entry(set.dir.to_str().unwrap_or_default())
-                .or_insert_with(|| set_digest(set));
-            (summary.digest != *digest).then(|| record.id.clone())
-        })
-        .collect();
-    let applied = if stale.is_empty() {
-        HashMap::new()
-    } else {
-        registry::applied_migrations(control, &stale)?
-    };
+    let applied = crate::state::read_stale_applied(
+        control,
+        state,
+        records
+            .iter()
+            .zip(sets)
+            .filter_map(|(record, set)| Some((record.id.as_str(), set.as_deref()?))),
+    )?;
     let mut jobs = Vec::new();
     for (record, set) in records.iter().zip(sets) {
         let location = Location::of(record);
@@ -224,11 +212,11 @@ fn tenant_work<'a>(
     if record.status == registry::STATUS_PENDING {
         return Work::Skip("not provisioned yet (status pending); run tenantctl apply".into());
     }
-    let recorded_all = state.applied.contains_key(&record.id) && applied.is_none();
-    if recorded_all {
-        return Work::UpToDate;
-    }
-    let comparison = compare(set, applied.map(Vec::as_slice).unwrap_or_default());
+    let comparison = compare_recorded(
+        set,
+        state.applied.contains_key(&record.id),
+        applied.map(Vec::as_slice),
+    );
     if !comparison.drift.is_empty() && !allow_changed {
         return Work::Refuse(comparison.drift);
     }

@@ -1,8 +1,10 @@
 //! One entry function per subcommand, plus the steps they share.
 
 pub mod apply;
+pub mod list;
 pub mod migrate;
 pub mod plan;
+pub mod show;
 pub mod validate;
 
 use std::io::IsTerminal;

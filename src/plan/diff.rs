@@ -321,20 +321,14 @@ impl TenantPlanner<'_> {
         if !self.tenant.run_migrations {
             return;
         }
-        let applied: Vec<(String, String)> = match self.actual.applied_details.get(&self.tenant.id)
-        {
-            Some(list) => list.clone(),
-            None => match self.actual.registry.applied.get(&self.tenant.id) {
-                // The summary matched the whole set: nothing is pending.
-                Some(_) if !self.actual.applied_details.contains_key(&self.tenant.id) => set
-                    .migrations
-                    .iter()
-                    .map(|m| (m.version.clone(), m.checksum.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            },
-        };
-        let comparison = super::pending::compare(set, &applied);
+        let comparison = super::pending::compare_recorded(
+            set,
+            self.actual.registry.applied.contains_key(&self.tenant.id),
+            self.actual
+                .applied_details
+                .get(&self.tenant.id)
+                .map(Vec::as_slice),
+        );
         self.notes
             .extend(comparison.drift.iter().map(|drift| match drift {
                 Drift::Changed { .. } => format!("{drift}; it is not run again"),

@@ -56,6 +56,24 @@ pub struct Comparison<'a> {
     pub drift: Vec<Drift>,
 }
 
+/// Compares a tenant's record with its folder from bulk reads: `details`
+/// are the applied pairs, read only when the recorded digest differed from
+/// the folder's; without them, a tenant with a record matches its folder.
+pub fn compare_recorded<'a>(
+    set: &'a MigrationSet,
+    recorded: bool,
+    details: Option<&[(String, String)]>,
+) -> Comparison<'a> {
+    match details {
+        Some(applied) => compare(set, applied),
+        None if recorded => Comparison {
+            pending: Vec::new(),
+            drift: Vec::new(),
+        },
+        None => compare(set, &[]),
+    }
+}
+
 /// Compares the applied (version, checksum) pairs with the folder.
 pub fn compare<'a>(set: &'a MigrationSet, applied: &[(String, String)]) -> Comparison<'a> {
     let mut drift = Vec::new();

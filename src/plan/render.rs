@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 use super::action::{Action, Effect, Plan, TenantChange};
 
-fn sign(action: &Action) -> &'static str {
+/// Returns the mark shown before an action: `+` add, `~` change, `-` destroy,
+/// `<=` adopt.
+pub fn sign(action: &Action) -> &'static str {
     match action {
         Action::AdoptRole { .. } | Action::AdoptDatabase { .. } | Action::AdoptSchema { .. } => {
             "<="

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use diesel::PgConnection;
 
 use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
 use crate::spec::desired::{DatabaseTarget, Desired};
 use crate::spec::model::Isolation;
 
@@ -126,6 +127,33 @@ pub fn server_key(database: &DatabaseTarget, control_key: &str) -> String {
     }
 }
 
+/// Reads, in one query, the applied migrations of the tenants whose
+/// recorded digest differs from their folder's; tenants without a record or
+/// with a matching one need no read.
+pub fn read_stale_applied<'a>(
+    control: &mut PgConnection,
+    registry_state: &registry::RegistryState,
+    tenants: impl IntoIterator<Item = (&'a str, &'a MigrationSet)>,
+) -> Result<HashMap<String, Vec<(String, String)>>> {
+    let mut digests: HashMap<&std::path::Path, String> = HashMap::new();
+    let mut stale = Vec::new();
+    for (id, set) in tenants {
+        let Some(summary) = registry_state.applied.get(id) else {
+            continue;
+        };
+        let digest = digests
+            .entry(set.dir.as_path())
+            .or_insert_with(|| crate::plan::diff::set_digest(set));
+        if summary.digest != *digest {
+            stale.push(id.to_string());
+        }
+    }
+    if stale.is_empty() {
+        return Ok(HashMap::new());
+    }
+    registry::applied_migrations(control, &stale)
+}
+
 /// What exists now.
 #[derive(Debug, Default)]
 pub struct Actual {
@@ -144,28 +172,14 @@ pub fn inspect(desired: &Desired, servers: &Servers, control: &mut PgConnection)
     let registry_state = registry::read_state(control)?;
     let control_catalog = catalog::read_control(control)?;
 
-    let mut details_needed = Vec::new();
-    for tenant in &desired.tenants {
-        let Some(set) = &tenant.migrations else {
-            continue;
-        };
-        let Some(summary) = registry_state.applied.get(&tenant.id) else {
-            continue;
-        };
-        let expected = registry::applied_digest(
-            set.migrations
-                .iter()
-                .map(|m| (m.version.as_str(), m.checksum.as_str())),
-        );
-        if summary.digest != expected {
-            details_needed.push(tenant.id.clone());
-        }
-    }
-    let applied_details = if details_needed.is_empty() {
-        HashMap::new()
-    } else {
-        registry::applied_migrations(control, &details_needed)?
-    };
+    let applied_details = read_stale_applied(
+        control,
+        &registry_state,
+        desired.tenants.iter().filter_map(|tenant| {
+            let set = tenant.migrations.as_deref()?;
+            Some((tenant.id.as_str(), set))
+        }),
+    )?;
 
     let mut server_catalogs = HashMap::new();
     server_catalogs.insert(

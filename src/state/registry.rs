@@ -369,3 +369,28 @@ pub fn applied_digest<'a>(applied: impl IntoIterator<Item = (&'a str, &'a str)>)
         .collect();
     hex::encode(Md5::digest(lines.join("\n").as_bytes()))
 }
+
+/// One recorded migration of a tenant.
+#[derive(Debug, Clone, Queryable, serde::Serialize)]
+pub struct AppliedMigration {
+    pub version: String,
+    pub checksum: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// Reads the recorded migrations of one tenant, in version order.
+pub fn tenant_migrations_of(
+    connection: &mut PgConnection,
+    id: &str,
+) -> Result<Vec<AppliedMigration>> {
+    tenant_migrations::table
+        .filter(tenant_migrations::tenant_id.eq(id))
+        .select((
+            tenant_migrations::version,
+            tenant_migrations::checksum,
+            tenant_migrations::applied_at,
+        ))
+        .order(tenant_migrations::version)
+        .load(connection)
+        .map_err(Error::query("cannot read the registry's migration records"))
+}
