@@ -60,6 +60,8 @@ pub enum Command {
     List(ListArgs),
     /// Show everything known about one tenant.
     Show(ShowArgs),
+    /// Create or update a login role that administers one tenant only.
+    CreateSuperuser(CreateSuperuserArgs),
 }
 
 /// Where the spec comes from.
@@ -213,6 +215,25 @@ pub struct ShowArgs {
     pub json: bool,
 
     /// Spec file; with it, pending migrations and drift are shown too.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSuperuserArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Role name. Default: asked on a terminal, otherwise `<ID>_admin`.
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// Environment variable that holds the password; without it the
+    /// password is asked on a terminal.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+
+    /// Spec file, for the admin URLs of other database servers.
     #[command(flatten)]
     pub spec: SpecArgs,
 }

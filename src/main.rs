@@ -20,6 +20,9 @@ fn main() {
         Command::Migrate(args) => commands::migrate::run(&cli.global, args, &printer),
         Command::List(args) => commands::list::run(&cli.global, args, &printer),
         Command::Show(args) => commands::show::run(&cli.global, args, &printer),
+        Command::CreateSuperuser(args) => {
+            commands::create_superuser::run(&cli.global, args, &printer)
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -5,6 +5,7 @@ pub mod database;
 pub mod lock;
 pub mod migrate;
 pub mod schema;
+pub mod superuser;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,6 +1,7 @@
 //! One entry function per subcommand, plus the steps they share.
 
 pub mod apply;
+pub mod create_superuser;
 pub mod list;
 pub mod migrate;
 pub mod plan;

@@ -35,6 +35,50 @@ pub fn with_database(url: &str, database: &str) -> Result<String> {
     Ok(parsed.to_string())
 }
 
+/// Returns the URL with another user and no password, for showing how to
+/// connect as that user.
+pub fn with_user(url: &str, user: &str) -> Result<String> {
+    let mut parsed = parse(url)?;
+    let invalid = |_| Error::other(format!("cannot set a user on URL {}", redact(url)));
+    parsed.set_username(user).map_err(invalid)?;
+    parsed.set_password(None).map_err(invalid)?;
+    Ok(parsed.to_string())
+}
+
+/// Returns the user name and password of a URL, percent-decoded.
+pub fn credentials(url: &str) -> Result<(String, Option<crate::spec::secret::Secret>)> {
+    let parsed = parse(url)?;
+    let user = percent_decode(parsed.username());
+    let password = parsed
+        .password()
+        .map(|password| crate::spec::secret::Secret::new(percent_decode(password)));
+    Ok((user, password))
+}
+
+/// Decodes `%XX` escapes of a URL part; unlike form decoding, `+` stays `+`.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
 /// Returns the URL with another host and port.
 pub fn with_host(url: &str, host: &str, port: u16) -> Result<String> {
     let mut parsed = parse(url)?;
@@ -173,6 +217,17 @@ mod tests {
             "postgres://u:***@h:1/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn credentials_percent_decoded() {
+        let (user, password) = credentials("postgres://a%40b:p%2Bq+r@h/db").unwrap();
+        assert_eq!(user, "a@b");
+        assert_eq!(password.unwrap().expose(), "p+q+r");
+        assert_eq!(
+            with_user("postgres://u:secret@h:1/db", "admin").unwrap(),
+            "postgres://admin@h:1/db"
+        );
     }
 
     #[test]

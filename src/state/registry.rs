@@ -64,11 +64,19 @@ pub mod schema {
         }
     }
 
+    diesel::table! {
+        tenantctl.superusers (tenant_id, role_name) {
+            tenant_id -> Text,
+            role_name -> Text,
+            created_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(tenant_migrations -> tenants (tenant_id));
     diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_migrations);
 }
 
-use schema::{events, shared_migrations, tenant_migrations, tenants};
+use schema::{events, shared_migrations, superusers, tenant_migrations, tenants};
 
 /// Tenant status as the registry stores it.
 pub const STATUS_READY: &str = "ready";
@@ -393,4 +401,33 @@ pub fn tenant_migrations_of(
         .order(tenant_migrations::version)
         .load(connection)
         .map_err(Error::query("cannot read the registry's migration records"))
+}
+
+/// Returns the tenant a superuser role was made for, if any.
+pub fn superuser_tenant(connection: &mut PgConnection, role: &str) -> Result<Option<String>> {
+    superusers::table
+        .filter(superusers::role_name.eq(role))
+        .select(superusers::tenant_id)
+        .first(connection)
+        .optional()
+        .map_err(Error::query("cannot read the registry's superusers"))
+}
+
+/// Returns the superuser roles made for a tenant.
+pub fn superusers_of(connection: &mut PgConnection, id: &str) -> Result<Vec<String>> {
+    superusers::table
+        .filter(superusers::tenant_id.eq(id))
+        .select(superusers::role_name)
+        .order(superusers::role_name)
+        .load(connection)
+        .map_err(Error::query("cannot read the registry's superusers"))
+}
+
+/// Records a superuser role of a tenant.
+pub fn record_superuser(connection: &mut PgConnection, id: &str, role: &str) -> QueryResult<()> {
+    diesel::insert_into(superusers::table)
+        .values((superusers::tenant_id.eq(id), superusers::role_name.eq(role)))
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .map(|_| ())
 }
