@@ -62,6 +62,10 @@ pub enum Command {
     Show(ShowArgs),
     /// Create or update a login role that administers one tenant only.
     CreateSuperuser(CreateSuperuserArgs),
+    /// Open psql (redis-cli for cache tenants) in a tenant's context.
+    Shell(ShellArgs),
+    /// Run a command with a tenant's context in its environment.
+    Exec(ExecArgs),
 }
 
 /// Where the spec comes from.
@@ -236,4 +240,46 @@ pub struct CreateSuperuserArgs {
     /// Spec file, for the admin URLs of other database servers.
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Spec file; with it, the session logs in as the tenant's own role
+    /// when the spec gives its password.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// Arguments passed on to psql or redis-cli, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Tenant id.
+    #[arg(value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+
+    /// Run the command once for every registered tenant, prefixing each
+    /// output line with the tenant id.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Number of tenants the command runs for at once, with --all.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+
+    /// Spec file; with it, the command logs in as the tenant's own role
+    /// when the spec gives its password.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// The command and its arguments, after `--`. It gets TENANT_ID,
+    /// DATABASE_URL, PGPASSWORD, PGOPTIONS, REDIS_URL, REDIS_KEY_PREFIX,
+    /// REDIS_USER and REDISCLI_AUTH in its environment.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }

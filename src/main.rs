@@ -20,6 +20,8 @@ fn main() {
         Command::Migrate(args) => commands::migrate::run(&cli.global, args, &printer),
         Command::List(args) => commands::list::run(&cli.global, args, &printer),
         Command::Show(args) => commands::show::run(&cli.global, args, &printer),
+        Command::Shell(args) => commands::shell::run(&cli.global, args, &printer),
+        Command::Exec(args) => commands::exec::run(&cli.global, args, &printer),
         Command::CreateSuperuser(args) => {
             commands::create_superuser::run(&cli.global, args, &printer)
         }

@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod create_superuser;
+pub mod exec;
 pub mod list;
 pub mod migrate;
 pub mod plan;
+pub mod shell;
 pub mod show;
 pub mod validate;
 

@@ -56,7 +56,7 @@ pub fn credentials(url: &str) -> Result<(String, Option<crate::spec::secret::Sec
 }
 
 /// Decodes `%XX` escapes of a URL part; unlike form decoding, `+` stays `+`.
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
