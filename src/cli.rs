@@ -66,6 +66,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run a command with a tenant's context in its environment.
     Exec(ExecArgs),
+    /// Remove one tenant and everything tenantctl made for it.
+    Destroy(DestroyArgs),
 }
 
 /// Where the spec comes from.
@@ -114,6 +116,9 @@ pub struct PlanArgs {
     /// Also read each database tenant's own migration table.
     #[arg(long)]
     pub refresh: bool,
+
+    #[command(flatten)]
+    pub removal: RemovalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +149,24 @@ pub struct ApplyArgs {
     /// How long to wait for another apply's lock, such as 60s or 5m.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+
+    #[command(flatten)]
+    pub removal: RemovalArgs,
+}
+
+/// How tenants the spec no longer declares are treated.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RemovalArgs {
+    /// Remove registered tenants the spec no longer declares: their
+    /// database or schema, roles, Redis keys and ACL user, rows in shared
+    /// tables and registry record. Without it they are kept.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Drop objects that existed before tenantctl adopted them, instead of
+    /// leaving them in place.
+    #[arg(long)]
+    pub drop_adopted: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,7 +283,11 @@ pub struct ShellArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Tenant id.
-    #[arg(value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
     pub id: Option<String>,
 
     /// Run the command once for every registered tenant, prefixing each
@@ -282,4 +309,27 @@ pub struct ExecArgs {
     /// REDIS_USER and REDISCLI_AUTH in its environment.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Destroy without typing the tenant id (required without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Drop objects that existed before tenantctl adopted them, instead of
+    /// leaving them in place.
+    #[arg(long)]
+    pub drop_adopted: bool,
+
+    /// Spec file, for the admin URLs of other servers and the Redis URL.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// How long to wait for another apply's lock, such as 60s or 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
 }

@@ -22,6 +22,7 @@ fn main() {
         Command::Show(args) => commands::show::run(&cli.global, args, &printer),
         Command::Shell(args) => commands::shell::run(&cli.global, args, &printer),
         Command::Exec(args) => commands::exec::run(&cli.global, args, &printer),
+        Command::Destroy(args) => commands::destroy::run(&cli.global, args, &printer),
         Command::CreateSuperuser(args) => {
             commands::create_superuser::run(&cli.global, args, &printer)
         }

@@ -109,7 +109,11 @@ impl Session {
         Ok(())
     }
 
-    fn set_redis(&mut self, tenant: Option<&DesiredTenant>, desired: Option<&Desired>) -> Result<()> {
+    fn set_redis(
+        &mut self,
+        tenant: Option<&DesiredTenant>,
+        desired: Option<&Desired>,
+    ) -> Result<()> {
         let (url, admin_password) = redis_url(desired)?;
         self.redis_url = Some(url);
         let acl_password = tenant
@@ -128,14 +132,24 @@ impl Session {
         let mut env = vec![("TENANT_ID", self.tenant_id.clone())];
         let optional = [
             ("DATABASE_URL", self.database_url.clone()),
-            ("PGPASSWORD", self.pg_password.as_ref().map(|s| s.expose().to_string())),
+            (
+                "PGPASSWORD",
+                self.pg_password.as_ref().map(|s| s.expose().to_string()),
+            ),
             ("PGOPTIONS", self.pg_options.clone()),
             ("REDIS_URL", self.redis_url.clone()),
             ("REDIS_KEY_PREFIX", self.key_prefix.clone()),
             ("REDIS_USER", self.redis_user.clone()),
-            ("REDISCLI_AUTH", self.redis_password.as_ref().map(|s| s.expose().to_string())),
+            (
+                "REDISCLI_AUTH",
+                self.redis_password.as_ref().map(|s| s.expose().to_string()),
+            ),
         ];
-        env.extend(optional.into_iter().filter_map(|(name, value)| Some((name, value?))));
+        env.extend(
+            optional
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?))),
+        );
         env
     }
 }
@@ -177,18 +191,9 @@ fn setting(name: &str, value: &str) -> String {
     format!("-c {name}={escaped}")
 }
 
-/// Returns the Redis URL without its password, and that password:
-/// `TENANTCTL_REDIS_URL`, then the spec's `[redis] url`, then the default.
+/// Returns the Redis URL without its password, and that password.
 pub fn redis_url(desired: Option<&Desired>) -> Result<(String, Option<Secret>)> {
-    let text = match std::env::var("TENANTCTL_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Secret::new(url),
-        _ => match desired.and_then(|desired| Some((desired, desired.redis_url.as_ref()?))) {
-            Some((desired, source)) => source.resolve(&desired.base_dir).map_err(|problem| {
-                Error::other(format!("cannot read the Redis URL of the spec: {problem}"))
-            })?,
-            None => Secret::new(DEFAULT_REDIS_URL),
-        },
-    };
+    let text = full_redis_url(desired)?;
     let mut parsed = url::Url::parse(text.expose())
         .map_err(|error| Error::other(format!("invalid Redis URL: {error}")))?;
     let password = parsed
@@ -198,12 +203,29 @@ pub fn redis_url(desired: Option<&Desired>) -> Result<(String, Option<Secret>)> 
     Ok((parsed.to_string(), password))
 }
 
+/// Returns the Redis URL, password included: `TENANTCTL_REDIS_URL`, then
+/// the spec's `[redis] url`, then the default.
+pub fn full_redis_url(desired: Option<&Desired>) -> Result<Secret> {
+    Ok(match std::env::var("TENANTCTL_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Secret::new(url),
+        _ => match desired.and_then(|desired| Some((desired, desired.redis_url.as_ref()?))) {
+            Some((desired, source)) => source.resolve(&desired.base_dir).map_err(|problem| {
+                Error::other(format!("cannot read the Redis URL of the spec: {problem}"))
+            })?,
+            None => Secret::new(DEFAULT_REDIS_URL),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn setting_escapes_spaces() {
-        assert_eq!(setting("app.tenant_id", "a b\\c"), "-c app.tenant_id=a\\ b\\\\c");
+        assert_eq!(
+            setting("app.tenant_id", "a b\\c"),
+            "-c app.tenant_id=a\\ b\\\\c"
+        );
     }
 }

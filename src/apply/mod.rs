@@ -4,6 +4,7 @@
 pub mod database;
 pub mod lock;
 pub mod migrate;
+pub mod remove;
 pub mod schema;
 pub mod superuser;
 
@@ -42,6 +43,7 @@ pub struct ApplyContext<'a> {
 pub struct Outcome {
     pub created: usize,
     pub changed: usize,
+    pub destroyed: usize,
     pub failed: usize,
     pub pending: usize,
 }
@@ -119,6 +121,9 @@ pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
 }
 
 fn run_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex<Outcome>) {
+    if tenant_plan.change == TenantChange::Destroy {
+        return remove_one(context, tenant_plan, outcome);
+    }
     let Some(tenant) = context.desired.tenant(&tenant_plan.id) else {
         context.printer.error(&format!(
             "✗ Tenant '{}' is in the plan but not in the spec",
@@ -159,6 +164,45 @@ fn run_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex
             context
                 .printer
                 .block(&[format!("✗ Tenant '{}' failed: {error}", tenant.id)]);
+        }
+    }
+}
+
+fn remove_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex<Outcome>) {
+    let id = &tenant_plan.id;
+    let result = match context.actual.registry.tenants.get(id) {
+        Some(record) => remove::apply(context, record, tenant_plan),
+        None => Err(TenantError::new(
+            "destroy",
+            "the tenant is not in the registry",
+        )),
+    };
+    let mut counts = outcome.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(report) => {
+            counts.destroyed += 1;
+            drop(counts);
+            context.printer.block(&report);
+        }
+        Err(error) => {
+            counts.failed += 1;
+            drop(counts);
+            let message = error.to_string();
+            let recorded = db::checkout(&context.control)
+                .map_err(|error| error.to_string())
+                .and_then(|mut connection| {
+                    registry::set_status(&mut connection, id, STATUS_FAILED, Some(&message))
+                        .and_then(|_| {
+                            registry::log_event(&mut connection, id, "destroy", Some(&message))
+                        })
+                        .map_err(|error| error.to_string())
+                });
+            if let Err(problem) = recorded {
+                tracing::error!(tenant = %id, error = %problem, "cannot record the failure in the registry");
+            }
+            context
+                .printer
+                .block(&[format!("✗ Tenant '{id}' could not be destroyed: {error}")]);
         }
     }
 }

@@ -121,6 +121,7 @@ pub fn created_line(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> String 
     match tenant_plan.change {
         TenantChange::Create => format!("✓ Tenant '{}' created successfully", tenant.id),
         TenantChange::Update => format!("✓ Tenant '{}' updated", tenant.id),
+        TenantChange::Destroy => format!("✓ Tenant '{}' destroyed", tenant.id),
     }
 }
 

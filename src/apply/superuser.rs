@@ -61,7 +61,10 @@ pub fn grant(
             grant_membership(connection, owner, name)
         }
         Some(Isolation::Schema) => {
-            let schema = location.schema.as_deref().ok_or_else(|| missing("schema"))?;
+            let schema = location
+                .schema
+                .as_deref()
+                .ok_or_else(|| missing("schema"))?;
             grant_schema(connection, schema, location.role.as_deref(), name)
         }
         other => Err(TenantError::new(
@@ -74,7 +77,11 @@ pub fn grant(
     }
 }
 
-fn grant_membership(connection: &mut PgConnection, role: &str, name: &str) -> Result<(), TenantError> {
+fn grant_membership(
+    connection: &mut PgConnection,
+    role: &str,
+    name: &str,
+) -> Result<(), TenantError> {
     execute(
         connection,
         &format!("grant {role} to {name}"),
@@ -101,9 +108,8 @@ fn grant_schema(
          ALTER ROLE {role} SET search_path = {};",
         quote_literal(schema)
     );
-    let owners = std::iter::once(String::new()).chain(
-        schema_role.map(|owner| format!(" FOR ROLE {}", quote_ident(owner))),
-    );
+    let owners = std::iter::once(String::new())
+        .chain(schema_role.map(|owner| format!(" FOR ROLE {}", quote_ident(owner))));
     for owner in owners {
         for kind in ["TABLES", "SEQUENCES", "FUNCTIONS"] {
             sql.push_str(&format!(
@@ -111,7 +117,11 @@ fn grant_schema(
             ));
         }
     }
-    execute(connection, &format!("grant schema {schema} to {name}"), &sql)?;
+    execute(
+        connection,
+        &format!("grant schema {schema} to {name}"),
+        &sql,
+    )?;
     // Membership in the schema's role lets the superuser alter and drop
     // the objects that role owns.
     match schema_role {

@@ -26,7 +26,10 @@ pub fn run(global: &GlobalArgs, args: &CreateSuperuserArgs, printer: &Printer) -
     let location = Location::of(record);
     if location.isolation == Some(Isolation::Cache) {
         return Err(Error::with_hint(
-            format!("tenant '{}' is a cache tenant, which has no database role", record.id),
+            format!(
+                "tenant '{}' is a cache tenant, which has no database role",
+                record.id
+            ),
             "its Redis ACL user is set in the spec's cache section",
         ));
     }
@@ -53,13 +56,26 @@ pub fn run(global: &GlobalArgs, args: &CreateSuperuserArgs, printer: &Printer) -
         superuser::grant(server, &location, &name)
     });
     let error = outcome.as_ref().err().map(ToString::to_string);
-    registry::log_event(&mut control, &record.id, &format!("superuser \"{name}\""), error.as_deref())
-        .map_err(Error::query("cannot record the event in the registry"))?;
-    outcome.map_err(|error| Error::other(format!("cannot create superuser '{name}' of tenant '{}': {error}", record.id)))?;
+    registry::log_event(
+        &mut control,
+        &record.id,
+        &format!("superuser \"{name}\""),
+        error.as_deref(),
+    )
+    .map_err(Error::query("cannot record the event in the registry"))?;
+    outcome.map_err(|error| {
+        Error::other(format!(
+            "cannot create superuser '{name}' of tenant '{}': {error}",
+            record.id
+        ))
+    })?;
 
     printer.block(&[
         format!("Superuser '{name}' of tenant '{}' is ready.", record.id),
-        format!("Connect with: psql '{}'", db::with_user(&connect_url, &name)?),
+        format!(
+            "Connect with: psql '{}'",
+            db::with_user(&connect_url, &name)?
+        ),
     ]);
     Ok(0)
 }
@@ -68,9 +84,10 @@ pub fn run(global: &GlobalArgs, args: &CreateSuperuserArgs, printer: &Printer) -
 /// tenant's database.
 fn urls(servers: &Servers, location: &Location, control_url: &str) -> Result<(String, String)> {
     match (&location.server, &location.database) {
-        (Some(server), Some(database)) => {
-            Ok((servers.admin_url(server)?, servers.database_url(server, database)?))
-        }
+        (Some(server), Some(database)) => Ok((
+            servers.admin_url(server)?,
+            servers.database_url(server, database)?,
+        )),
         _ => Ok((control_url.to_string(), control_url.to_string())),
     }
 }
@@ -95,7 +112,10 @@ fn check_owner(
                 .map_err(|error| Error::other(error.to_string()))?;
             if exists {
                 return Err(Error::with_hint(
-                    format!("role '{name}' exists and was not made by create-superuser for tenant '{}'", record.id),
+                    format!(
+                        "role '{name}' exists and was not made by create-superuser for tenant '{}'",
+                        record.id
+                    ),
                     hint,
                 ));
             }
@@ -112,12 +132,17 @@ fn username(args: &CreateSuperuserArgs, record: &TenantRecord, ask: bool) -> Res
         (None, true) => Input::<String>::with_theme(&SimpleTheme)
             .with_prompt(format!("Superuser name for tenant '{}'", record.id))
             .default(default)
-            .validate_with(|text: &String| check_name(text).map_err(|reason| format!("invalid name {text:?}: {reason}")))
+            .validate_with(|text: &String| {
+                check_name(text).map_err(|reason| format!("invalid name {text:?}: {reason}"))
+            })
             .interact_text()
             .map_err(aborted)?,
     };
     check_name(&name).map_err(|reason| {
-        Error::with_hint(format!("invalid role name `{name}`: {reason}"), "pass a valid --username")
+        Error::with_hint(
+            format!("invalid role name `{name}`: {reason}"),
+            "pass a valid --username",
+        )
     })?;
     Ok(name)
 }

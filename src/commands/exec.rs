@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::output::Printer;
 use crate::session::Session;
 use crate::spec::desired::Desired;
-use crate::state::registry::{self, TenantRecord};
 use crate::state::Servers;
+use crate::state::registry::{self, TenantRecord};
 
 /// Builds the session of one registered tenant, with the spec when one is
 /// given or found.
@@ -35,10 +35,12 @@ fn servers(desired: Option<&Desired>, control_url: &str) -> Result<Servers> {
 
 /// Runs the command for one tenant, or for every tenant with `--all`.
 pub fn run(global: &GlobalArgs, args: &ExecArgs, printer: &Printer) -> Result<i32> {
-    let (program, arguments) = args
-        .command
-        .split_first()
-        .ok_or_else(|| Error::with_hint("no command given", "write it after --, such as: tenantctl exec acme -- env"))?;
+    let (program, arguments) = args.command.split_first().ok_or_else(|| {
+        Error::with_hint(
+            "no command given",
+            "write it after --, such as: tenantctl exec acme -- env",
+        )
+    })?;
     if let Some(id) = &args.id {
         let session = session_of(global, &args.spec, id)?;
         let status = command(program, arguments, &session)
@@ -62,15 +64,20 @@ pub fn run(global: &GlobalArgs, args: &ExecArgs, printer: &Printer) -> Result<i3
 
     let failures = Mutex::new(Vec::new());
     let never = AtomicBool::new(false);
-    crate::workers::run_all(&sessions, usize::from(args.parallelism), &never, |session| {
-        if let Err(problem) = run_prefixed(program, arguments, session, printer) {
-            printer.error(&format!("{}: {problem}", session.tenant_id));
-            failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(session.tenant_id.clone());
-        }
-    });
+    crate::workers::run_all(
+        &sessions,
+        usize::from(args.parallelism),
+        &never,
+        |session| {
+            if let Err(problem) = run_prefixed(program, arguments, session, printer) {
+                printer.error(&format!("{}: {problem}", session.tenant_id));
+                failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(session.tenant_id.clone());
+            }
+        },
+    );
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     failures.sort();
     let summary = match failures.len() {
@@ -129,7 +136,10 @@ fn forward(stream: Option<impl Read>, mut print: impl FnMut(&str)) {
     let Some(stream) = stream else {
         return;
     };
-    for line in BufReader::new(stream).split(b'\n').map_while(|line| line.ok()) {
+    for line in BufReader::new(stream)
+        .split(b'\n')
+        .map_while(|line| line.ok())
+    {
         print(String::from_utf8_lossy(&line).trim_end_matches('\r'));
     }
 }

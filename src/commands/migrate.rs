@@ -16,7 +16,7 @@ use crate::apply::migrate;
 use crate::cli::{GlobalArgs, MigrateArgs};
 use crate::error::{Error, Result};
 use crate::migrations::{Migration, MigrationSet};
-use crate::output::{Printer, Progress};
+use crate::output::{Printer, Progress, plural};
 use crate::plan::pending::{Drift, compare_recorded};
 use crate::spec::desired::Desired;
 use crate::spec::model::Isolation;
@@ -425,14 +425,5 @@ fn skipped_text(skipped: usize) -> String {
         format!(", {skipped} skipped")
     } else {
         String::new()
-    }
-}
-
-/// Returns "1 tenant" or "2 tenants".
-pub fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
     }
 }

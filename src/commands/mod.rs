@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod create_superuser;
+pub mod destroy;
 pub mod exec;
 pub mod list;
 pub mod migrate;

@@ -24,8 +24,20 @@ pub struct Planned {
     pub control_url: String,
 }
 
+/// Whether a plan removes tenants the spec no longer declares, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Removal {
+    pub prune: bool,
+    pub drop_adopted: bool,
+}
+
 /// Describes the spec a plan was made from.
-pub fn plan_source(document: &Document, control_url: &str, tenants: &[String]) -> PlanSource {
+pub fn plan_source(
+    document: &Document,
+    control_url: &str,
+    tenants: &[String],
+    removal: Removal,
+) -> PlanSource {
     PlanSource {
         spec_path: document
             .path
@@ -34,6 +46,20 @@ pub fn plan_source(document: &Document, control_url: &str, tenants: &[String]) -
         spec_digest: hex::encode(Sha256::digest(document.text.as_bytes())),
         tenant_filter: tenants.to_vec(),
         control: db::redact(control_url),
+        prune: removal.prune,
+        drop_adopted: removal.drop_adopted,
+    }
+}
+
+/// Describes a plan made from the registry alone, such as `destroy`'s.
+pub fn plan_source_without_spec(control_url: &str) -> PlanSource {
+    PlanSource {
+        spec_path: None,
+        spec_digest: String::new(),
+        tenant_filter: Vec::new(),
+        control: db::redact(control_url),
+        prune: false,
+        drop_adopted: false,
     }
 }
 
@@ -44,6 +70,7 @@ pub fn compute(
     control_url: String,
     control: &mut diesel::PgConnection,
     tenants: &[String],
+    removal: Removal,
 ) -> Result<Planned> {
     for id in tenants {
         if desired.tenant(id).is_none() {
@@ -55,7 +82,7 @@ pub fn compute(
     }
     let servers = Servers::resolve(&desired, &control_url)?;
     let actual = state::inspect(&desired, &servers, control)?;
-    let source = plan_source(&document, &control_url, tenants);
+    let source = plan_source(&document, &control_url, tenants, removal);
     let plan = diff(DiffContext {
         desired: &desired,
         actual: &actual,
@@ -81,7 +108,18 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
     }
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
-    let planned = compute(document, desired, control_url, &mut control, &args.tenants)?;
+    let removal = Removal {
+        prune: args.removal.prune,
+        drop_adopted: args.removal.drop_adopted,
+    };
+    let planned = compute(
+        document,
+        desired,
+        control_url,
+        &mut control,
+        &args.tenants,
+        removal,
+    )?;
     if args.json {
         printer.out(&format!("{}\n", render::to_json(&planned.plan)));
     } else {

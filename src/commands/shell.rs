@@ -20,7 +20,10 @@ pub fn run(global: &GlobalArgs, args: &ShellArgs, printer: &Printer) -> Result<i
     };
     command.args(&args.args);
     let error = command.exec();
-    printer.error(&format!("Error: cannot start {:?}: {error}", command.get_program()));
+    printer.error(&format!(
+        "Error: cannot start {:?}: {error}",
+        command.get_program()
+    ));
     Ok(1)
 }
 
@@ -36,13 +39,18 @@ fn psql(session: &Session) -> Result<Command> {
 }
 
 fn redis_cli(session: &Session) -> Result<Command> {
-    let url = session
-        .redis_url
-        .as_ref()
-        .ok_or_else(|| Error::other(format!("tenant '{}' has no Redis key prefix", session.tenant_id)))?;
+    let url = session.redis_url.as_ref().ok_or_else(|| {
+        Error::other(format!(
+            "tenant '{}' has no Redis key prefix",
+            session.tenant_id
+        ))
+    })?;
     if session.redis_user.is_some() && session.redis_password.is_none() {
         return Err(Error::with_hint(
-            format!("the password of tenant '{}''s Redis ACL user is not known", session.tenant_id),
+            format!(
+                "the password of tenant '{}''s Redis ACL user is not known",
+                session.tenant_id
+            ),
             "pass -f with the spec that holds it",
         ));
     }

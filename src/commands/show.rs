@@ -111,7 +111,14 @@ fn drift(
             notes: Vec::new(),
         });
     }
-    let planned = super::plan::compute(document, desired, control_url, control, &[id.to_string()])?;
+    let planned = super::plan::compute(
+        document,
+        desired,
+        control_url,
+        control,
+        &[id.to_string()],
+        super::plan::Removal::default(),
+    )?;
     let tenant_plan = planned
         .plan
         .tenants

@@ -109,17 +109,35 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
         .iter()
         .map(|tenant| tenant.id.as_str())
         .collect();
-    let mut undeclared: Vec<Undeclared> = actual
-        .registry
-        .tenants
-        .values()
-        .filter(|record| !declared.contains(record.id.as_str()) && selected(&record.id))
-        .map(|record| Undeclared {
+    let mut undeclared: Vec<Undeclared> = Vec::new();
+    let mut removed: Vec<TenantPlan> = Vec::new();
+    for record in actual.registry.tenants.values() {
+        if declared.contains(record.id.as_str()) || !selected(&record.id) {
+            continue;
+        }
+        if source.prune && !record.deletion_protection {
+            let superusers = actual
+                .registry
+                .superusers
+                .get(&record.id)
+                .map_or(&[][..], Vec::as_slice);
+            removed.push(super::removal::tenant_plan(
+                record,
+                superusers,
+                &servers.control_key,
+                source.drop_adopted,
+            ));
+            continue;
+        }
+        undeclared.push(Undeclared {
             id: record.id.clone(),
             isolation: record.isolation.clone(),
-        })
-        .collect();
+            protected: record.deletion_protection,
+        });
+    }
     undeclared.sort_by(|left, right| left.id.cmp(&right.id));
+    removed.sort_by(|left, right| left.id.cmp(&right.id));
+    tenants.extend(removed);
 
     if let Some(current) = &actual.control.current
         && current.verifies_passwords_warning()

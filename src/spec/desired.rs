@@ -30,6 +30,23 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// A desired state that declares nothing, for commands run on the
+    /// registry alone.
+    pub fn empty() -> Desired {
+        Desired {
+            origin: "(no spec)".to_string(),
+            base_dir: PathBuf::from("."),
+            path: None,
+            control_url: None,
+            servers: BTreeMap::new(),
+            redis_url: None,
+            tables: None,
+            tenants: Vec::new(),
+            missing: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn tenant(&self, id: &str) -> Option<&DesiredTenant> {
         self.tenants.iter().find(|tenant| tenant.id == id)
     }

@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 
+/// A connection checked out of a [`PgPool`].
+pub type PooledConnection = diesel::r2d2::PooledConnection<ConnectionManager<PgConnection>>;
+
 /// Default control database when neither flag, environment nor spec names one.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -193,9 +196,7 @@ pub fn pool(url: &str, size: u32) -> Result<PgPool> {
 }
 
 /// Checks a pooled connection out; the session is reset to its defaults.
-pub fn checkout(
-    pool: &PgPool,
-) -> Result<diesel::r2d2::PooledConnection<ConnectionManager<PgConnection>>> {
+pub fn checkout(pool: &PgPool) -> Result<PooledConnection> {
     let mut connection = pool.get().map_err(|error| Error::Connect {
         url: "(pool)".to_string(),
         reason: error.to_string(),

@@ -18,6 +18,8 @@ pub struct Location {
     pub schema: Option<String>,
     /// Login role of a schema or table tenant.
     pub role: Option<String>,
+    /// Column of the shared tables that carries a table tenant's id.
+    pub column: Option<String>,
     /// Redis key prefix.
     pub prefix: Option<String>,
     pub acl_user: Option<String>,
@@ -40,6 +42,7 @@ impl Location {
             server: text("server"),
             schema: text("schema"),
             role: text("role"),
+            column: text("column"),
             prefix: text("prefix"),
             acl_user: text("acl_user"),
         }

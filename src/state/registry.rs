@@ -143,6 +143,8 @@ pub struct AppliedSummary {
 pub struct RegistryState {
     pub tenants: HashMap<String, TenantRecord>,
     pub applied: HashMap<String, AppliedSummary>,
+    /// Roles made by create-superuser, by tenant id.
+    pub superusers: HashMap<String, Vec<String>>,
 }
 
 /// Creates or upgrades the registry. An advisory lock keeps two processes
@@ -206,7 +208,17 @@ pub fn read_state(connection: &mut PgConnection) -> Result<RegistryState> {
     )
     .load(connection)
     .map_err(Error::query("cannot read the registry's migration records"))?;
+    let superuser_rows: Vec<(String, String)> = superusers::table
+        .select((superusers::tenant_id, superusers::role_name))
+        .order((superusers::tenant_id, superusers::role_name))
+        .load(connection)
+        .map_err(Error::query("cannot read the registry's superusers"))?;
+    let mut superusers: HashMap<String, Vec<String>> = HashMap::new();
+    for (tenant, role) in superuser_rows {
+        superusers.entry(tenant).or_default().push(role);
+    }
     Ok(RegistryState {
+        superusers,
         tenants: records
             .into_iter()
             .map(|record| (record.id.clone(), record))
@@ -413,21 +425,19 @@ pub fn superuser_tenant(connection: &mut PgConnection, role: &str) -> Result<Opt
         .map_err(Error::query("cannot read the registry's superusers"))
 }
 
-/// Returns the superuser roles made for a tenant.
-pub fn superusers_of(connection: &mut PgConnection, id: &str) -> Result<Vec<String>> {
-    superusers::table
-        .filter(superusers::tenant_id.eq(id))
-        .select(superusers::role_name)
-        .order(superusers::role_name)
-        .load(connection)
-        .map_err(Error::query("cannot read the registry's superusers"))
-}
-
 /// Records a superuser role of a tenant.
 pub fn record_superuser(connection: &mut PgConnection, id: &str, role: &str) -> QueryResult<()> {
     diesel::insert_into(superusers::table)
         .values((superusers::tenant_id.eq(id), superusers::role_name.eq(role)))
         .on_conflict_do_nothing()
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Deletes a tenant's registry row; its migration and superuser records go
+/// with it, its events stay.
+pub fn delete_tenant(connection: &mut PgConnection, id: &str) -> QueryResult<()> {
+    diesel::delete(tenants::table.find(id))
         .execute(connection)
         .map(|_| ())
 }

@@ -1,0 +1,179 @@
+//! The actions that remove a registered tenant, worked out from its registry
+//! record alone. Pure: no I/O.
+//!
+//! Only what tenantctl created is dropped: an object the record marks as
+//! adopted (`schema:acme`, `role:x`, `database:y`, `acl_user:z`) is detached
+//! unless `drop_adopted` is set.
+
+use super::action::{Action, TenantChange, TenantPlan};
+use crate::spec::model::Isolation;
+use crate::state::location::Location;
+use crate::state::registry::TenantRecord;
+
+/// Column of shared tables that carries the tenant id, unless the record
+/// names another.
+const DEFAULT_TENANT_COLUMN: &str = "tenant_id";
+
+/// Builds the plan that removes a tenant. `superusers` are the roles
+/// create-superuser made for it; `control_key` is the control server's
+/// `host:port`.
+pub fn tenant_plan(
+    record: &TenantRecord,
+    superusers: &[String],
+    control_key: &str,
+    drop_adopted: bool,
+) -> TenantPlan {
+    let location = Location::of(record);
+    let server = location
+        .server
+        .clone()
+        .unwrap_or_else(|| control_key.to_string());
+    let adopted = |kind: &str, name: &str| {
+        !drop_adopted && record.adopted.contains(&format!("{kind}:{name}"))
+    };
+    let detach = |kind: &str, name: &str| Action::Detach {
+        object: format!("{kind}:{name}"),
+    };
+    let mut actions = Vec::new();
+    match (location.isolation, &location.database, &location.schema) {
+        (Some(Isolation::Database), Some(database), _) => {
+            actions.push(if adopted("database", database) {
+                detach("database", database)
+            } else {
+                Action::DropDatabase {
+                    database: database.clone(),
+                    server: server.clone(),
+                }
+            })
+        }
+        (Some(Isolation::Schema), _, Some(schema)) => actions.push(if adopted("schema", schema) {
+            detach("schema", schema)
+        } else {
+            Action::DropSchema {
+                schema: schema.clone(),
+            }
+        }),
+        (Some(Isolation::Table), _, schema) => actions.push(Action::DeleteRows {
+            schema: schema.clone().unwrap_or_else(|| "public".to_string()),
+            column: location
+                .column
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TENANT_COLUMN.to_string()),
+        }),
+        _ => {}
+    }
+    if let Some(prefix) = &location.prefix {
+        actions.push(Action::DeleteKeys {
+            prefix: prefix.clone(),
+        });
+    }
+    if let Some(user) = &location.acl_user {
+        actions.push(if adopted("acl_user", user) {
+            detach("acl_user", user)
+        } else {
+            Action::DeleteAclUser { user: user.clone() }
+        });
+    }
+    let roles = superusers
+        .iter()
+        .map(String::as_str)
+        .chain(location.tenant_role());
+    for role in roles {
+        actions.push(if adopted("role", role) {
+            detach("role", role)
+        } else {
+            Action::DropRole {
+                role: role.to_string(),
+                server: server.clone(),
+            }
+        });
+    }
+    actions.push(Action::Unregister);
+    TenantPlan {
+        id: record.id.clone(),
+        isolation: location.isolation.unwrap_or(Isolation::Schema),
+        change: TenantChange::Destroy,
+        actions,
+        notes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(isolation: &str, config: serde_json::Value, adopted: &[&str]) -> TenantRecord {
+        TenantRecord {
+            id: "acme".into(),
+            name: "Acme".into(),
+            isolation: isolation.into(),
+            config,
+            status: "ready".into(),
+            deletion_protection: false,
+            adopted: adopted.iter().map(|a| a.to_string()).collect(),
+            last_error: None,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn adopted_schema_detached_unless_asked() {
+        let record = record(
+            "schema",
+            serde_json::json!({"schema": "acme", "role": "acme_user", "prefix": "acme:"}),
+            &["schema:acme"],
+        );
+        let plan = tenant_plan(&record, &["acme_admin".into()], "h:5432", false);
+        assert_eq!(
+            plan.actions,
+            [
+                Action::Detach {
+                    object: "schema:acme".into()
+                },
+                Action::DeleteKeys {
+                    prefix: "acme:".into()
+                },
+                Action::DropRole {
+                    role: "acme_admin".into(),
+                    server: "h:5432".into()
+                },
+                Action::DropRole {
+                    role: "acme_user".into(),
+                    server: "h:5432".into()
+                },
+                Action::Unregister,
+            ]
+        );
+        let dropped = tenant_plan(&record, &[], "h:5432", true);
+        assert_eq!(
+            dropped.actions[0],
+            Action::DropSchema {
+                schema: "acme".into()
+            }
+        );
+    }
+
+    #[test]
+    fn database_tenant_dropped_on_its_server() {
+        let record = record(
+            "database",
+            serde_json::json!({"database": "acme_db", "owner": "acme_user", "server": "db2:5433"}),
+            &["role:acme_user"],
+        );
+        let plan = tenant_plan(&record, &[], "h:5432", false);
+        assert_eq!(
+            plan.actions,
+            [
+                Action::DropDatabase {
+                    database: "acme_db".into(),
+                    server: "db2:5433".into()
+                },
+                Action::Detach {
+                    object: "role:acme_user".into()
+                },
+                Action::Unregister,
+            ]
+        );
+    }
+}
