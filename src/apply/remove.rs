@@ -37,11 +37,9 @@ pub fn apply(
         if let Some(line) = remove(context, record, action)? {
             report.push(line);
         }
+        let mut connection = control(context)?;
+        super::log_action(&mut connection, &record.id, action)?;
     }
-    let mut control =
-        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
-    super::log_actions(&mut control, tenant_plan, None)
-        .map_err(|error| TenantError::new("record in registry", error))?;
     report.push(format!("✓ Tenant '{}' destroyed", record.id));
     Ok(report)
 }

@@ -19,18 +19,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         None => None,
     };
     let spec_args = match &saved {
-        Some(plan) => {
-            let path = plan.source.spec_path.clone().ok_or_else(|| {
-                Error::with_hint(
-                    "this plan was made from standard input, so it cannot be checked for staleness",
-                    "save the spec to a file and make the plan again",
-                )
-            })?;
-            SpecArgs {
-                file: Some(path),
-                format: None,
-            }
-        }
+        Some(plan) => saved_spec(plan, &args.spec)?,
         None => args.spec.clone(),
     };
     let tenants = saved
@@ -48,6 +37,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         },
     };
     let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
+    super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
@@ -132,6 +122,25 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         outcome.failed + refused
     ));
     Ok(if outcome.failed + refused > 0 { 1 } else { 0 })
+}
+
+/// Picks the spec of a saved plan: `-f` when given (required for a plan made
+/// from standard input), otherwise the file the plan was made from. Its
+/// digest is compared with the plan's before anything runs.
+fn saved_spec(plan: &crate::plan::Plan, given: &SpecArgs) -> Result<SpecArgs> {
+    if given.file.is_some() {
+        return Ok(given.clone());
+    }
+    let path = plan.source.spec_path.clone().ok_or_else(|| {
+        Error::with_hint(
+            "this plan was made from standard input, and apply needs that spec again",
+            "pass it the same way: tenantctl apply PLAN -f - --format toml|yaml < SPEC",
+        )
+    })?;
+    Ok(SpecArgs {
+        file: Some(path),
+        format: given.format,
+    })
 }
 
 /// Reports each undeclared tenant that prune keeps because of its deletion

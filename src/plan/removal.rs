@@ -95,6 +95,7 @@ pub fn tenant_plan(
         change: TenantChange::Destroy,
         actions,
         notes: Vec::new(),
+        stays_pending: false,
     }
 }
 

@@ -27,7 +27,10 @@ pub fn redact(url: &str) -> String {
             }
             parsed.to_string()
         }
-        Err(_) => "(invalid URL)".to_string(),
+        // A URL that does not parse is shown only when it cannot hold a
+        // password, which needs a `:` before an `@`.
+        Err(_) if !url.contains('@') => format!("`{url}`"),
+        Err(_) => "(not shown: it does not parse and may hold a password)".to_string(),
     }
 }
 
