@@ -326,7 +326,7 @@ fn migrate_large_registry_from_bulk_reads() {
 
     // Ten thousand database tenants on databases that do not exist: any
     // per-tenant connection would fail them.
-    let prefix = quote_literal(&env.prefix());
+    let prefix = quote_literal(env.prefix());
     let checksum = |sql: &str| {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(sql.as_bytes()))

@@ -196,19 +196,19 @@ pub fn confirm_removal(id: &str) -> Result<bool> {
 
 /// Fails unless a person can answer: without a terminal, `--auto-approve`
 /// is required.
-pub fn confirm_interactive() -> Result<bool> {
+pub fn require_terminal() -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::with_hint(
             "this needs confirmation, and standard input is not a terminal",
             "review the plan and pass --auto-approve",
         ));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Asks for confirmation on a terminal; without one, `--auto-approve` is required.
 pub fn confirm(printer: &Printer) -> Result<bool> {
-    confirm_interactive()?;
+    require_terminal()?;
     let _ = printer;
     let mut stderr = std::io::stderr();
     let _ = write!(stderr, "\nDo you want to apply these changes? (y/n): ");

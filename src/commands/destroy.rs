@@ -66,9 +66,11 @@ pub fn run(global: &GlobalArgs, args: &DestroyArgs, printer: &Printer) -> Result
         warnings: Vec::new(),
     };
     printer.out(&render::to_text(&plan));
-    if !args.auto_approve
-        && !(super::apply::confirm_interactive()? && super::apply::confirm_removal(&args.id)?)
-    {
+    let approved = args.auto_approve || {
+        super::apply::require_terminal()?;
+        super::apply::confirm_removal(&args.id)?
+    };
+    if !approved {
         lock.release();
         printer.error("Destroy cancelled.");
         return Ok(1);
