@@ -113,10 +113,6 @@ pub struct PlanArgs {
     #[arg(long)]
     pub no_input: bool,
 
-    /// Also read each database tenant's own migration table.
-    #[arg(long)]
-    pub refresh: bool,
-
     #[command(flatten)]
     pub removal: RemovalArgs,
 }

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use support::{CmdOutput, TestEnv, copy_dir, free_port, quote_literal, run};
 
-/// Environment variable that holds the database tenant's password.
+/// Environment variable that contains the database tenant's password.
 const PASSWORD_VAR: &str = "CORE_TEST_PASSWORD";
 
 /// Key of the apply lock, as `pg_advisory_lock` takes it.
 const APPLY_LOCK_KEY: i64 = 0x7465_6e61_6e74_0002;
 
-/// The example application's migrations, shipped with the repository.
+/// Returns the folder of the example application's migrations.
 fn example_migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/migrations")
 }
@@ -72,7 +72,7 @@ const SPEC_HEAD: &str =
     "version = 1\n\n[defaults]\nisolation = \"schema\"\nmigrations = \"migrations\"\n";
 
 #[test]
-fn validate_reports_every_rule_with_file_line_and_value() {
+fn validate_reports_each_rule() {
     let env = TestEnv::new();
     let cases: &[(&str, &str)] = &[
         ("version.toml", "version = 2\n"),
@@ -142,6 +142,12 @@ fn validate_reports_every_rule_with_file_line_and_value() {
         report.push_str(&format!("## {file}\n{}\n", output.stderr));
     }
     insta::assert_snapshot!("validation_errors", report);
+
+    // Invalid arguments exit 1, never the 2 of --detailed-exitcode.
+    let usage = run(env
+        .cmd()
+        .args(["plan", "--detailed-exitcode", "--no-such-flag"]));
+    assert_code(&usage, 1);
 
     // The isolation error carries these two lines exactly.
     let isolation = run(env.cmd().args(["validate", "-f", "isolation.toml"]));
@@ -265,7 +271,7 @@ fn lifecycle_of_schema_and_database_tenants() {
     );
     assert_eq!(mode & 0o777, 0o600, "a plan file is for its owner only");
 
-    let applied = step(&["apply", "first.plan"], 0);
+    let applied = step(&["-vv", "apply", "first.plan"], 0);
     for line in [
         format!("✓ Tenant '{alpha}' created successfully"),
         format!("✓ Tenant '{delta}' created successfully"),
@@ -309,7 +315,8 @@ fn lifecycle_of_schema_and_database_tenants() {
         pending.stdout
     );
     let only = step(&["plan", "-f", "tenants.toml", "--tenant", &beta], 0);
-    assert!(only.stdout.contains(&beta) && !only.stdout.contains(&alpha));
+    assert!(only.stdout.contains(&beta), "{}", only.stdout);
+    assert!(!only.stdout.contains(&alpha), "{}", only.stdout);
     let stdin_plan = run(env
         .cmd()
         .env(PASSWORD_VAR, &password)
@@ -340,8 +347,20 @@ fn lifecycle_of_schema_and_database_tenants() {
     check_provisioned(&env, &alpha, &delta, 3);
     step(&["plan", "-f", "tenants.toml", "--detailed-exitcode"], 0);
 
-    // A saved plan goes stale when the spec changes.
+    // A saved plan goes stale when the control URL or the spec changes.
     step(&["plan", "-f", "tenants.toml", "--out", "second.plan"], 0);
+    let same_database = env.database_url().replace("postgres://", "postgresql://");
+    let elsewhere = step(
+        &["--database-url", &same_database, "apply", "second.plan"],
+        1,
+    );
+    assert!(
+        elsewhere
+            .stderr
+            .contains("stale plan: it was made for control database postgres://"),
+        "{}",
+        elsewhere.stderr
+    );
     env.write_spec("tenants.toml", &spec.replace("\"Alpha\"", "\"Alpha Inc\""));
     let stale = step(&["apply", "second.plan"], 1);
     assert!(
@@ -472,6 +491,11 @@ fn answer_prompt_with_no(env: &TestEnv, password: &str) {
     session.send_line("n").unwrap();
     let rest = session.exp_eof().unwrap();
     assert!(rest.contains("Apply cancelled."), "{rest}");
+    let status = format!("{:?}", session.process().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 1)"),
+        "{status}"
+    );
     assert!(
         !rest.contains(password),
         "the password leaked onto the terminal"
@@ -525,7 +549,7 @@ fn check_provisioned(env: &TestEnv, schema: &str, database_tenant: &str, migrati
     assert_eq!(table_owner, owner, "migrations must run as the tenant role");
 }
 
-/// Checks that the event log holds one row per planned action.
+/// Checks that the event log has one row per planned action.
 fn check_events_match_plan(env: &TestEnv, plan: &serde_json::Value) {
     for tenant in plan["tenants"].as_array().unwrap() {
         let id = tenant["id"].as_str().unwrap();
@@ -777,7 +801,7 @@ fn apply_lock_and_connection_settings() {
     );
     assert_eq!(count(&env, &schema), 0);
 
-    // Nobody listens on this port once the probe lets it go.
+    // The probe closes the port again, so no server listens there.
     let closed = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
     let unreachable =
         run(env

@@ -260,8 +260,8 @@ pub fn write_record(
     )
 }
 
-/// Whether an action only changes the registry record, which `finish`
-/// writes together with its event.
+/// Returns whether an action only changes the registry record, which
+/// `finish` writes together with its event.
 pub fn is_registry_only(action: &Action) -> bool {
     matches!(
         action,
@@ -333,7 +333,7 @@ pub fn finish(
 }
 
 /// Returns the status a tenant ends with when all its actions succeeded:
-/// pending when the plan says something it cannot do keeps it so.
+/// pending when its plan notes something that apply cannot do, else ready.
 pub fn final_status(tenant_plan: &TenantPlan) -> &'static str {
     if tenant_plan.stays_pending {
         STATUS_PENDING

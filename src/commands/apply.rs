@@ -56,18 +56,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     drop(control);
 
     if let Some(saved) = &saved {
-        if saved.source.spec_digest != planned.plan.source.spec_digest {
-            return Err(Error::with_hint(
-                "stale plan: the spec file changed since the plan was made",
-                "run tenantctl plan --out again",
-            ));
-        }
-        if saved.tenants != planned.plan.tenants {
-            return Err(Error::with_hint(
-                "stale plan: the servers or the registry changed since the plan was made",
-                "run tenantctl plan --out again",
-            ));
-        }
+        check_fresh(saved, &planned.plan)?;
     }
 
     printer.out(&render::to_text(&planned.plan));
@@ -141,6 +130,27 @@ fn saved_spec(plan: &crate::plan::Plan, given: &SpecArgs) -> Result<SpecArgs> {
         file: Some(path),
         format: given.format,
     })
+}
+
+/// Checks that a saved plan still matches the spec, the control database
+/// and the state it was made from, so apply runs exactly what was reviewed.
+fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()> {
+    let stale = if saved.source.spec_digest != now.source.spec_digest {
+        "the spec file changed since the plan was made".to_string()
+    } else if saved.source.control != now.source.control {
+        format!(
+            "it was made for control database {}, not {}",
+            saved.source.control, now.source.control
+        )
+    } else if saved.tenants != now.tenants {
+        "the servers or the registry changed since the plan was made".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::with_hint(
+        format!("stale plan: {stale}"),
+        "run tenantctl plan --out again",
+    ))
 }
 
 /// Reports each undeclared tenant that prune keeps because of its deletion

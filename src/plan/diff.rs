@@ -156,7 +156,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
     }
 }
 
-/// A tenant is created when the registry does not know it, or when an
+/// Returns `Create` when the registry does not know the tenant, or when an
 /// earlier apply failed before its schema or database existed.
 fn tenant_change(record: Option<&TenantRecord>, actions: &[Action]) -> TenantChange {
     let creates_home = actions.iter().any(|action| {
@@ -226,10 +226,10 @@ impl TenantPlanner<'_> {
         }
     }
 
-    /// Whether an existing object (`kind:name`) is taken over rather than
-    /// the tenant's own: always before the tenant is registered, and for a
-    /// `create = false` tenant, whose objects tenantctl never creates, until
-    /// the registry lists it as adopted.
+    /// Returns whether an existing object (`kind:name`) is adopted rather
+    /// than the tenant's own. Before the tenant is registered it always is.
+    /// A `create = false` tenant never has objects of its own, so its objects
+    /// are adopted until the registry lists them.
     fn adopts(&self, kind: &str, name: &str) -> bool {
         let Some(record) = self.record else {
             return true;

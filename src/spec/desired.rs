@@ -166,8 +166,8 @@ impl MissingValue {
         self
     }
 
-    /// Builds the one error that lists every required value nobody can be
-    /// asked for, located at the first of them.
+    /// Builds the one error that lists every missing required value when no
+    /// one can be asked for them, located at the first of them.
     pub fn to_error(missing: &[MissingValue]) -> SpecError {
         let first = &missing[0];
         let count = match missing.len() {
