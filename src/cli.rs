@@ -150,7 +150,7 @@ pub struct ApplyArgs {
     pub removal: RemovalArgs,
 }
 
-/// How tenants the spec no longer declares are treated.
+/// Options for the tenants the spec no longer declares.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct RemovalArgs {
     /// Remove registered tenants the spec no longer declares: their
@@ -251,7 +251,7 @@ pub struct CreateSuperuserArgs {
     #[arg(long, value_name = "NAME")]
     pub username: Option<String>,
 
-    /// Environment variable that holds the password; without it the
+    /// Environment variable that contains the password. Without it the
     /// password is asked on a terminal.
     #[arg(long, value_name = "VAR")]
     pub password_env: Option<String>,

@@ -17,7 +17,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// `[tables]` names another.
 const DEFAULT_TENANT_SETTING: &str = "app.tenant_id";
 
-/// How a session reaches one tenant's data.
+/// Connection settings of a session in one tenant's context.
 #[derive(Debug)]
 pub struct Session {
     pub tenant_id: String,
@@ -35,10 +35,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Works out a registered tenant's session. With the spec, the session
-    /// logs in as the tenant's own role when the spec gives its password;
-    /// otherwise it logs in with the admin URL's user and takes on the
-    /// tenant's role through the `role` setting.
+    /// Builds a registered tenant's session. When the spec gives the password
+    /// of the tenant's own role, the session logs in as that role. Otherwise it
+    /// logs in with the admin URL's user and takes on the tenant's role through
+    /// the `role` setting.
     pub fn build(
         record: &TenantRecord,
         desired: Option<&Desired>,

@@ -20,8 +20,8 @@ use crate::sql::quote_ident;
 use crate::state::{db, registry};
 
 /// Table, inside each tenant database, that records the migrations applied
-/// there. It commits with the migrations, so a rerun after a crash tells what
-/// ran before the registry heard of it.
+/// there. It commits with the migrations, so a rerun after a crash finds
+/// what ran before the registry recorded it.
 const LOCAL_RECORD_DDL: &str = "CREATE SCHEMA IF NOT EXISTS tenantctl; \
     CREATE TABLE IF NOT EXISTS tenantctl.migrations (\
     version text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
@@ -146,7 +146,7 @@ fn enter_schema(
 /// each batch in the database's own `tenantctl.migrations` table in the same
 /// transaction. Returns every (version, checksum) of `pending` now applied
 /// there, including those a killed earlier run applied but did not record in
-/// the registry; the caller records them in the registry.
+/// the registry. The caller records them in the registry.
 pub fn run_in_database(
     url: &str,
     owner: &str,
@@ -232,7 +232,7 @@ pub fn execute(connection: &mut PgConnection, step: &str, sql: &str) -> Result<(
         .map_err(|error| TenantError::new(step, error))
 }
 
-/// Whether a migration holds nothing but comments and white space; libpq
+/// Whether a migration contains nothing but comments and white space; libpq
 /// reports such a query string as an empty query, so it is not sent.
 fn is_blank(sql: &str) -> bool {
     let mut rest = sql;

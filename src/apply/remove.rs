@@ -20,7 +20,7 @@ const DEFAULT_TENANT_SETTING: &str = "app.tenant_id";
 /// Number of keys asked for per SCAN call and unlinked per UNLINK call.
 const KEY_BATCH: usize = 500;
 
-/// Removes one tenant as its plan says.
+/// Removes one tenant by running the removal steps of its plan.
 pub fn apply(
     context: &ApplyContext<'_>,
     record: &TenantRecord,
@@ -147,8 +147,8 @@ struct TableName {
 
 /// Deletes the tenant's rows from every base table of the shared schema that
 /// has the tenant column, in one transaction. The policy's setting is set to
-/// the tenant, so a role subject to the row-level security policy sees the
-/// rows it deletes.
+/// the tenant, so that for a role subject to row-level security the policy
+/// matches the rows it deletes.
 fn delete_rows(
     context: &ApplyContext<'_>,
     id: &str,

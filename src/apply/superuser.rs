@@ -35,7 +35,7 @@ pub fn upsert_role(
     ensure_membership(connection, current, name)
 }
 
-/// Whether a role exists on the server.
+/// Returns whether a role exists on the server.
 pub fn role_exists(connection: &mut PgConnection, name: &str) -> Result<bool, TenantError> {
     diesel::select(
         diesel::dsl::sql::<Bool>("EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ")
@@ -46,9 +46,9 @@ pub fn role_exists(connection: &mut PgConnection, name: &str) -> Result<bool, Te
     .map_err(|error| TenantError::new("read pg_roles", error))
 }
 
-/// Gives the role the rights of the tenant's owner: membership in the owner
-/// role of a database tenant; rights on the schema, its objects and the
-/// objects made there later for a schema tenant.
+/// Gives the role the rights of the tenant's owner. For a database tenant
+/// that is membership in the owner role. For a schema tenant it is every
+/// right on the schema, on its objects and on the objects made there later.
 pub fn grant(
     connection: &mut PgConnection,
     location: &Location,

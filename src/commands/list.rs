@@ -22,7 +22,7 @@ pub struct TenantRow {
     pub id: String,
     pub name: String,
     pub isolation: String,
-    /// Where the tenant's data lives, in words.
+    /// Location of the tenant's data, in words.
     pub location: String,
     pub status: String,
     pub deletion_protection: bool,

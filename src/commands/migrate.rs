@@ -1,9 +1,9 @@
 //! `tenantctl migrate`: runs the pending migrations of registered tenants.
 //!
-//! What is pending comes from the registry in bulk: a tenant whose recorded
-//! migrations match its folder's digest is up to date without any further
-//! query or connection, so a run with nothing to do costs a fixed number of
-//! queries whatever the number of tenants.
+//! The pending migrations come from bulk reads of the registry. A tenant
+//! whose recorded migrations match its folder's digest is up to date without
+//! any further query or connection. So a run with nothing to do costs a fixed
+//! number of queries, whatever the number of tenants.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,10 +26,10 @@ use crate::state::location::Location;
 use crate::state::registry::{self, RegistryState, STATUS_FAILED, STATUS_READY, TenantRecord};
 
 /// Prefix of the registry's `last_error` when migrate failed a tenant, so a
-/// later successful run knows it may mark the tenant ready again.
+/// later successful run may mark the tenant ready again.
 const ERROR_PREFIX: &str = "migrate: ";
 
-/// What migrate does for one tenant.
+/// The work migrate does for one tenant.
 #[derive(Debug)]
 enum Work<'a> {
     UpToDate,

@@ -68,7 +68,8 @@ pub fn set_environment(command: &mut Command, session: &Session) {
     command.envs(session.environment());
 }
 
-/// Finds a program on PATH, or says which package provides it.
+/// Finds a program on PATH, or returns an error naming the package that
+/// provides it.
 pub fn find_program(name: &str, package: &str) -> Result<PathBuf> {
     which::which(name).map_err(|_| {
         Error::with_hint(

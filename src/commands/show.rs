@@ -20,7 +20,7 @@ const EVENT_COUNT: i64 = 10;
 pub struct Drift {
     /// Whether the spec still declares the tenant.
     pub declared: bool,
-    /// What apply would change for the tenant.
+    /// The actions apply would run for the tenant.
     pub actions: Vec<Action>,
     pub notes: Vec<String>,
 }

@@ -48,7 +48,7 @@ fn short(checksum: &str) -> &str {
     checksum.get(..12).unwrap_or(checksum)
 }
 
-/// What a tenant's folder holds beyond, or in conflict with, its record.
+/// The migrations of a tenant's folder that are pending or conflict with its record.
 #[derive(Debug)]
 pub struct Comparison<'a> {
     /// Migrations not recorded as applied, in version order.
@@ -56,9 +56,9 @@ pub struct Comparison<'a> {
     pub drift: Vec<Drift>,
 }
 
-/// Compares a tenant's record with its folder from bulk reads: `details`
-/// are the applied pairs, read only when the recorded digest differed from
-/// the folder's; without them, a tenant with a record matches its folder.
+/// Compares a tenant's record with its folder from bulk reads. `details` are
+/// the applied pairs, read only when the recorded digest differed from the
+/// folder's. Without them, a tenant with a record matches its folder.
 pub fn compare_recorded<'a>(
     set: &'a MigrationSet,
     recorded: bool,

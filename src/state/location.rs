@@ -1,5 +1,5 @@
-//! Where a registered tenant lives, read from its registry record alone, so
-//! day-two commands work without the spec.
+//! The location of a registered tenant's data, read from its registry record
+//! alone, so day-two commands work without the spec.
 
 use super::registry::TenantRecord;
 use crate::spec::model::Isolation;
@@ -48,8 +48,8 @@ impl Location {
         }
     }
 
-    /// The role a session of the tenant runs as: the database owner of a
-    /// database tenant, the login role of a schema or table tenant.
+    /// Returns the role a session of the tenant runs as: the database owner
+    /// of a database tenant, the login role of a schema or table tenant.
     pub fn tenant_role(&self) -> Option<&str> {
         match self.isolation {
             Some(Isolation::Database) => self.owner.as_deref(),
