@@ -611,3 +611,64 @@ fn prune_and_destroy_remove_only_what_tenantctl_made() {
     let unknown = tenantctl(&env, &["destroy", &other, "--auto-approve"]);
     assert_code(&unknown, 1);
 }
+
+/// Starts tenantctl on a pseudo-terminal, as a person would run it.
+fn spawn_on_terminal(env: &TestEnv, args: &[&str]) -> rexpect::session::PtySession {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("tenantctl"));
+    command
+        .args(args)
+        .current_dir(env.dir())
+        .env("TENANTCTL_DATABASE_URL", env.database_url())
+        .env("NO_COLOR", "1")
+        .env(PASSWORD_VAR, PASSWORD)
+        .env_remove("CI");
+    rexpect::session::spawn_command(command, Some(30_000)).unwrap()
+}
+
+#[test]
+fn terminal_prompts_for_superuser_and_destroy() {
+    let env = TestEnv::new();
+    applied(&env);
+    let (a, b) = (env.id("acme"), env.id("globex"));
+
+    // create-superuser asks for the name (with a default) and the password,
+    // which is not echoed.
+    let mut session = spawn_on_terminal(&env, &["create-superuser", &a]);
+    session.exp_string("Superuser name for tenant").unwrap();
+    session.send_line("").unwrap();
+    session.exp_string("Password").unwrap();
+    session.send_line("typed-secret-9").unwrap();
+    session.exp_string("Repeat password").unwrap();
+    session.send_line("typed-secret-9").unwrap();
+    let rest = session.exp_eof().unwrap();
+    assert!(
+        rest.contains(&format!("Superuser '{a}_admin' of tenant '{a}' is ready.")),
+        "{rest}"
+    );
+    assert!(!rest.contains("typed-secret-9"), "{rest}");
+    assert_eq!(
+        env.psql(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+            quote_literal(&format!("{a}_admin"))
+        )),
+        "1"
+    );
+
+    // destroy goes ahead only when the tenant id is typed back.
+    let mut session = spawn_on_terminal(&env, &["destroy", &b]);
+    session.exp_string("Type its id to confirm:").unwrap();
+    session.send_line("globex").unwrap();
+    let rest = session.exp_eof().unwrap();
+    assert!(rest.contains("Destroy cancelled."), "{rest}");
+    let database = format!(
+        "SELECT count(*) FROM pg_database WHERE datname = {}",
+        quote_literal(&b)
+    );
+    assert_eq!(env.psql(&database), "1");
+    let mut session = spawn_on_terminal(&env, &["destroy", &b]);
+    session.exp_string("Type its id to confirm:").unwrap();
+    session.send_line(&b).unwrap();
+    let rest = session.exp_eof().unwrap();
+    assert!(rest.contains(&format!("Tenant '{b}' destroyed")), "{rest}");
+    assert_eq!(env.psql(&database), "0");
+}

@@ -185,22 +185,9 @@ pub fn confirm_removals(plan: &crate::plan::Plan) -> Result<bool> {
 
 /// Asks the user to type a tenant's id before it is destroyed.
 pub fn confirm_removal(id: &str) -> Result<bool> {
-    let mut stderr = std::io::stderr();
-    let _ = write!(
-        stderr,
+    let answer = ask(&format!(
         "Tenant '{id}' and its data will be destroyed. Type its id to confirm: "
-    );
-    let _ = stderr.flush();
-    let mut answer = String::new();
-    let read = std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|error| Error::other(format!("cannot read the answer: {error}")))?;
-    if read == 0 {
-        return Err(Error::Aborted(
-            "Aborted: end of input; nothing was changed.".to_string(),
-        ));
-    }
+    ))?;
     Ok(answer.trim() == id)
 }
 
@@ -220,8 +207,14 @@ pub fn require_terminal() -> Result<()> {
 pub fn confirm(printer: &Printer) -> Result<bool> {
     require_terminal()?;
     let _ = printer;
+    let answer = ask("\nDo you want to apply these changes? (y/n): ")?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Prints a prompt on stderr and reads one line of standard input.
+fn ask(prompt: &str) -> Result<String> {
     let mut stderr = std::io::stderr();
-    let _ = write!(stderr, "\nDo you want to apply these changes? (y/n): ");
+    let _ = write!(stderr, "{prompt}");
     let _ = stderr.flush();
     let mut answer = String::new();
     let read = std::io::stdin()
@@ -233,5 +226,5 @@ pub fn confirm(printer: &Printer) -> Result<bool> {
             "Aborted: end of input; nothing was changed.".to_string(),
         ));
     }
-    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+    Ok(answer)
 }
