@@ -81,16 +81,37 @@ fn batches<'a, 'm>(pending: &'a [&'m Migration]) -> Vec<&'a [&'m Migration]> {
     groups
 }
 
-/// Runs a schema tenant's migrations on a control database connection,
-/// with `search_path` set to the schema and, when given, as the schema's
-/// role. Each batch commits with its registry record.
+/// Where the registry records a batch of migrations.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordIn<'a> {
+    /// The migrations of one tenant, by id.
+    Tenant(&'a str),
+    /// The migrations of the shared tables of table tenants, by schema.
+    Shared(&'a str),
+}
+
+impl RecordIn<'_> {
+    fn record(self, connection: &mut PgConnection, applied: &[(&str, &str)]) -> QueryResult<()> {
+        match self {
+            RecordIn::Tenant(id) => registry::record_migrations(connection, id, applied),
+            RecordIn::Shared(schema) => {
+                registry::record_shared_migrations(connection, schema, applied)
+            }
+        }
+    }
+}
+
+/// Runs migrations on a control database connection, with `search_path` set
+/// to the schema and, when given, as the schema's role: a schema tenant's
+/// migrations, or once for all table tenants the shared tables' migrations.
+/// Each batch commits with its registry record.
 ///
 /// Called inside an open transaction, the batches become savepoints of it;
 /// a `run_in_transaction = false` migration cannot run there, so the caller
 /// runs those outside any transaction.
 pub fn run_in_schema(
     connection: &mut PgConnection,
-    tenant_id: &str,
+    record_in: RecordIn<'_>,
     schema: &str,
     role: Option<&str>,
     pending: &[&Migration],
@@ -111,7 +132,8 @@ pub fn run_in_schema(
             let reset = execute(connection, "reset role", "RESET ROLE; RESET search_path");
             outcome?;
             reset?;
-            registry::record_migrations(connection, tenant_id, &records)
+            record_in
+                .record(connection, &records)
                 .map_err(|error| TenantError::new("record migrations", error))
         };
         if batch[0].run_in_transaction {

@@ -3,7 +3,7 @@
 
 use diesel::{Connection, PgConnection};
 
-use super::migrate::execute;
+use super::migrate::{RecordIn, execute};
 use super::{
     ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
     write_record,
@@ -72,7 +72,7 @@ pub fn apply(
                         let role = schema.role.as_ref().map(|role| role.name.as_str());
                         migrate::run_in_schema(
                             connection,
-                            &tenant.id,
+                            RecordIn::Tenant(&tenant.id),
                             &schema.name,
                             role,
                             &pending,
@@ -98,7 +98,13 @@ pub fn apply(
                 .any(|migration| !migration.run_in_transaction)
             {
                 let role = schema.role.as_ref().map(|role| role.name.as_str());
-                migrate::run_in_schema(&mut connection, &tenant.id, &schema.name, role, &pending)?;
+                migrate::run_in_schema(
+                    &mut connection,
+                    RecordIn::Tenant(&tenant.id),
+                    &schema.name,
+                    role,
+                    &pending,
+                )?;
                 report.push("✓ Migrations completed".to_string());
             }
         }

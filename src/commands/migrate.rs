@@ -5,6 +5,7 @@
 //! any further query or connection. So a run with nothing to do costs a fixed
 //! number of queries, whatever the number of tenants.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -12,12 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::apply::TenantError;
 use crate::apply::lock::ApplyLock;
-use crate::apply::migrate;
+use crate::apply::migrate::{self, RecordIn};
 use crate::cli::{GlobalArgs, MigrateArgs};
 use crate::error::{Error, Result};
 use crate::migrations::{Migration, MigrationSet};
 use crate::output::{Printer, Progress, plural};
-use crate::plan::pending::{Drift, compare_recorded};
+use crate::plan::pending::{Comparison, Drift, compare, compare_recorded};
 use crate::spec::desired::Desired;
 use crate::spec::model::Isolation;
 use crate::state::Servers;
@@ -43,9 +44,13 @@ enum Work<'a> {
     },
 }
 
-/// One tenant's share of the run.
+/// One unit of the run: a schema or database tenant, or the shared tables
+/// of the table tenants in one schema, migrated once for all of them.
 struct Job<'a> {
-    record: &'a TenantRecord,
+    /// The tenant id, or the shared tables' description.
+    label: String,
+    /// The tenants the job migrates: one, or every table tenant of the schema.
+    members: Vec<&'a TenantRecord>,
     location: Location,
     work: Work<'a>,
 }
@@ -82,7 +87,13 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
         .iter()
         .map(|record| migration_set(record, desired, folder.as_ref()))
         .collect::<Vec<_>>();
-    let jobs = plan_jobs(&mut control, &state, &records, &sets, args.allow_changed)?;
+    let options = JobOptions {
+        allow_changed: args.allow_changed,
+        shared_schema: desired
+            .and_then(|desired| desired.tables.as_ref())
+            .map_or("public", |tables| tables.schema.as_str()),
+    };
+    let jobs = plan_jobs(&mut control, &state, &records, &sets, options)?;
     drop(control);
 
     if args.dry_run {
@@ -111,8 +122,8 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
         .counts
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    let not_started =
-        jobs.len() - counts.migrated - counts.up_to_date - counts.skipped - counts.failed;
+    let total: usize = jobs.iter().map(|job| job.members.len()).sum();
+    let not_started = total - counts.migrated - counts.up_to_date - counts.skipped - counts.failed;
     printer.block(&[summary(&counts, not_started)]);
     if jobs.iter().any(|job| matches!(job.work, Work::Refuse(_))) {
         printer.error("  hint: restore the changed files, or pass --allow-changed to run the pending migrations anyway");
@@ -147,7 +158,8 @@ fn select<'a>(
     Ok(records)
 }
 
-/// Returns the migration folder of a tenant: `--migrations`, or the spec's.
+/// Returns the migration folder of a tenant: `--migrations`, or the spec's
+/// (for a table tenant, that of the shared tables).
 fn migration_set(
     record: &TenantRecord,
     desired: Option<&Desired>,
@@ -156,18 +168,22 @@ fn migration_set(
     if let Some(folder) = folder {
         return Some(folder.clone());
     }
-    desired?.tenant(&record.id)?.migrations.clone()
+    let desired = desired?;
+    if record.isolation == Isolation::Table.as_str() {
+        return desired.tables.as_ref()?.migrations.clone();
+    }
+    desired.tenant(&record.id)?.migrations.clone()
 }
 
-/// Works out every tenant's work from the registry: one query for the
-/// tenants whose recorded digest differs from their folder's, none for the
-/// others.
+/// Works out every job from the registry: one query for the tenants whose
+/// recorded digest differs from their folder's, none for the others, and
+/// one per shared schema of table tenants.
 fn plan_jobs<'a>(
     control: &mut diesel::PgConnection,
     state: &RegistryState,
     records: &[&'a TenantRecord],
     sets: &'a [Option<Arc<MigrationSet>>],
-    allow_changed: bool,
+    options: JobOptions<'_>,
 ) -> Result<Vec<Job<'a>>> {
     let applied = crate::state::read_stale_applied(
         control,
@@ -178,28 +194,89 @@ fn plan_jobs<'a>(
             .filter_map(|(record, set)| Some((record.id.as_str(), set.as_deref()?))),
     )?;
     let mut jobs = Vec::new();
+    let mut shared: BTreeMap<String, SharedGroup<'a>> = BTreeMap::new();
     for (record, set) in records.iter().zip(sets) {
         let location = Location::of(record);
         let work = match (location.isolation, set) {
             (Some(Isolation::Cache), _) => continue,
+            (Some(Isolation::Table), set) => {
+                let schema = location
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| options.shared_schema.to_string());
+                let group = shared.entry(schema).or_default();
+                group.members.push(record);
+                group.set = group.set.or(set.as_deref());
+                continue;
+            }
             (_, None) => Work::Skip(
                 "no migration folder: the tenant is not in the spec; pass --migrations DIR".into(),
             ),
-            (Some(Isolation::Schema | Isolation::Database), Some(set)) => {
-                tenant_work(record, state, applied.get(&record.id), set, allow_changed)
-            }
-            (other, Some(_)) => Work::Skip(format!(
-                "{} tenants are not migrated by this build",
-                other.map_or("unknown", Isolation::as_str)
-            )),
+            (_, Some(set)) => tenant_work(
+                record,
+                state,
+                applied.get(&record.id),
+                set,
+                options.allow_changed,
+            ),
         };
         jobs.push(Job {
-            record,
+            label: record.id.clone(),
+            members: vec![record],
             location,
             work,
         });
     }
+    for (schema, group) in shared {
+        jobs.push(shared_job(control, schema, group, options.allow_changed)?);
+    }
     Ok(jobs)
+}
+
+/// What `plan_jobs` needs besides the registry.
+#[derive(Clone, Copy)]
+struct JobOptions<'a> {
+    allow_changed: bool,
+    /// Schema of the shared tables for table tenants whose record names none.
+    shared_schema: &'a str,
+}
+
+/// The table tenants of one shared schema and their migration folder.
+#[derive(Default)]
+struct SharedGroup<'a> {
+    members: Vec<&'a TenantRecord>,
+    set: Option<&'a MigrationSet>,
+}
+
+fn shared_job<'a>(
+    control: &mut diesel::PgConnection,
+    schema: String,
+    group: SharedGroup<'a>,
+    allow_changed: bool,
+) -> Result<Job<'a>> {
+    let work = match group.set {
+        None => Work::Skip(
+            "no migration folder: the spec has no [tables] migrations; pass --migrations DIR"
+                .into(),
+        ),
+        Some(set) => {
+            let applied = registry::shared_applied(control, &schema)?;
+            comparison_work(compare(set, &applied), allow_changed)
+        }
+    };
+    Ok(Job {
+        label: format!(
+            "shared tables in {schema} ({})",
+            plural(group.members.len(), "table tenant")
+        ),
+        members: group.members,
+        location: Location {
+            isolation: Some(Isolation::Table),
+            schema: Some(schema),
+            ..Location::default()
+        },
+        work,
+    })
 }
 
 fn tenant_work<'a>(
@@ -217,6 +294,10 @@ fn tenant_work<'a>(
         state.applied.contains_key(&record.id),
         applied.map(Vec::as_slice),
     );
+    comparison_work(comparison, allow_changed)
+}
+
+fn comparison_work(comparison: Comparison<'_>, allow_changed: bool) -> Work<'_> {
     if !comparison.drift.is_empty() && !allow_changed {
         return Work::Refuse(comparison.drift);
     }
@@ -232,21 +313,22 @@ fn tenant_work<'a>(
 fn print_dry_run(printer: &Printer, jobs: &[Job<'_>]) -> i32 {
     let mut counts = Counts::default();
     for job in jobs {
-        let id = &job.record.id;
+        let id = &job.label;
+        let members = job.members.len();
         match &job.work {
-            Work::UpToDate => counts.up_to_date += 1,
+            Work::UpToDate => counts.up_to_date += members,
             Work::Skip(reason) => {
-                counts.skipped += 1;
+                counts.skipped += members;
                 printer.block(&[format!("{id}: skipped: {reason}")]);
             }
             Work::Refuse(drift) => {
-                counts.failed += 1;
+                counts.failed += members;
                 for item in drift {
                     printer.error(&format!("{id}: refused: {item}"));
                 }
             }
             Work::Run { pending, drift } => {
-                counts.migrated += 1;
+                counts.migrated += members;
                 for item in drift {
                     printer.warn(&format!("{id}: {item}"));
                 }
@@ -281,18 +363,19 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn run(&self, job: &Job<'_>) {
-        let id = &job.record.id;
+        let id = &job.label;
+        let members = job.members.len();
         match &job.work {
-            Work::UpToDate => self.count(|counts| counts.up_to_date += 1),
+            Work::UpToDate => self.count(|counts| counts.up_to_date += members),
             Work::Skip(reason) => {
                 self.progress.block(&[format!("{id}: skipped: {reason}")]);
-                self.count(|counts| counts.skipped += 1);
+                self.count(|counts| counts.skipped += members);
             }
             Work::Refuse(drift) => {
                 for item in drift {
                     self.progress.error(&format!("{id}: refused: {item}"));
                 }
-                self.fail();
+                self.fail(members);
             }
             Work::Run { pending, drift } => {
                 for item in drift {
@@ -303,12 +386,12 @@ impl Runner<'_> {
                     Ok(count) => {
                         self.progress
                             .block(&[format!("{id}: {} applied", plural(count, "migration"))]);
-                        self.count(|counts| counts.migrated += 1);
+                        self.count(|counts| counts.migrated += members);
                     }
                     Err(error) => {
-                        self.record_failure(job.record, &error);
+                        self.record_failure(&job.members, &error);
                         self.progress.error(&format!("{id}: failed: {error}"));
-                        self.fail();
+                        self.fail(members);
                     }
                 }
             }
@@ -320,29 +403,56 @@ impl Runner<'_> {
         update(&mut self.counts.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn fail(&self) {
-        self.count(|counts| counts.failed += 1);
+    fn fail(&self, members: usize) {
+        self.count(|counts| counts.failed += members);
         if self.fail_fast {
             self.stop.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Runs one tenant's pending migrations and records them; returns how
-    /// many are now recorded.
+    /// Runs one job's pending migrations and records them; returns how many
+    /// are now recorded.
     fn migrate(&self, job: &Job<'_>, pending: &[&Migration]) -> Result<usize, TenantError> {
-        let id = &job.record.id;
-        let location = &job.location;
         let mut control =
             db::checkout(&self.control).map_err(|error| TenantError::new("connect", error))?;
+        let applied = self.run_pending(&mut control, job, pending)?;
+        let event = format!("migrate: {} applied", plural(applied, "migration"));
+        for record in &job.members {
+            let recovered = record.status == STATUS_FAILED
+                && record
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|error| error.starts_with(ERROR_PREFIX));
+            registry::log_event(&mut control, &record.id, &event, None)
+                .and_then(|_| match recovered {
+                    true => registry::set_status(&mut control, &record.id, STATUS_READY, None),
+                    false => Ok(()),
+                })
+                .map_err(|error| TenantError::new("record in registry", error))?;
+        }
+        Ok(applied)
+    }
+
+    /// Runs the migrations where the job's location says.
+    fn run_pending(
+        &self,
+        control: &mut diesel::PgConnection,
+        job: &Job<'_>,
+        pending: &[&Migration],
+    ) -> Result<usize, TenantError> {
+        let location = &job.location;
         let missing =
             |what: &str| TenantError::new("registry", format!("the record has no {what}"));
+        let schema = || location.schema.as_deref().ok_or_else(|| missing("schema"));
         let applied = match location.isolation {
             Some(Isolation::Schema) => {
-                let schema = location
-                    .schema
-                    .as_deref()
-                    .ok_or_else(|| missing("schema"))?;
-                migrate::run_in_schema(&mut control, id, schema, location.role.as_deref(), pending)?
+                let record_in = RecordIn::Tenant(&job.label);
+                let role = location.role.as_deref();
+                migrate::run_in_schema(control, record_in, schema()?, role, pending)?
+            }
+            Some(Isolation::Table) => {
+                let schema = schema()?;
+                migrate::run_in_schema(control, RecordIn::Shared(schema), schema, None, pending)?
             }
             Some(Isolation::Database) => {
                 let database = location
@@ -359,47 +469,38 @@ impl Runner<'_> {
                     .database_url(server, database)
                     .map_err(|error| TenantError::new("connect", error))?;
                 let applied = migrate::run_in_database(&url, owner, pending)?;
-                migrate::record_in_registry(&mut control, id, &applied)?;
+                migrate::record_in_registry(control, &job.label, &applied)?;
                 applied
             }
             _ => {
-                return Err(TenantError::new(
-                    "migrate",
-                    "no migrations for this isolation type",
-                ));
+                let reason = "no migrations for this isolation type";
+                return Err(TenantError::new("migrate", reason));
             }
         };
-        let event = format!("migrate: {} applied", plural(applied.len(), "migration"));
-        let recovered = job.record.status == STATUS_FAILED
-            && job
-                .record
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.starts_with(ERROR_PREFIX));
-        registry::log_event(&mut control, id, &event, None)
-            .and_then(|_| match recovered {
-                true => registry::set_status(&mut control, id, STATUS_READY, None),
-                false => Ok(()),
-            })
-            .map_err(|error| TenantError::new("record in registry", error))?;
         Ok(applied.len())
     }
 
-    fn record_failure(&self, record: &TenantRecord, error: &TenantError) {
+    fn record_failure(&self, members: &[&TenantRecord], error: &TenantError) {
         let message = format!("{ERROR_PREFIX}{error}");
         let result = db::checkout(&self.control)
             .map_err(|error| error.to_string())
             .and_then(|mut connection| {
-                registry::set_status(&mut connection, &record.id, STATUS_FAILED, Some(&message))
-                    .and_then(|_| {
-                        registry::log_event(&mut connection, &record.id, "migrate", Some(&message))
-                    })
-                    .map_err(|error| error.to_string())
+                members.iter().try_for_each(|record| {
+                    registry::set_status(&mut connection, &record.id, STATUS_FAILED, Some(&message))
+                        .and_then(|_| {
+                            registry::log_event(
+                                &mut connection,
+                                &record.id,
+                                "migrate",
+                                Some(&message),
+                            )
+                        })
+                        .map_err(|error| error.to_string())
+                })
             });
         if let Err(problem) = result {
             self.progress.error(&format!(
-                "Error: cannot record the failure of tenant '{}' in the registry: {problem}",
-                record.id
+                "Error: cannot record the failure of migrate in the registry: {problem}"
             ));
         }
     }
