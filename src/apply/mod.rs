@@ -89,11 +89,11 @@ impl ApplyContext<'_> {
         if let Some(pool) = pools.get(key) {
             return Ok(pool.clone());
         }
-        let server = self
+        let admin_url = self
             .servers
-            .get(key)
-            .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?;
-        let pool = db::pool(&server.admin_url, self.parallelism)
+            .admin_url(key)
+            .map_err(|error| TenantError::new("connect", error))?;
+        let pool = db::pool(&admin_url, self.parallelism)
             .map_err(|error| TenantError::new("connect", error))?;
         pools.insert(key.to_string(), pool.clone());
         Ok(pool)

@@ -34,6 +34,10 @@ pub struct Servers {
     pub control_key: String,
     pub control_url: String,
     pub by_key: BTreeMap<String, Server>,
+    /// The spec's `[servers.HOST]` admin URLs, resolved on first use for a
+    /// server no declared tenant names, such as a removed tenant's.
+    named: BTreeMap<String, crate::spec::model::SecretSource>,
+    base_dir: std::path::PathBuf,
 }
 
 impl Servers {
@@ -85,6 +89,8 @@ impl Servers {
             control_key,
             control_url: control_url.to_string(),
             by_key,
+            named: desired.servers.clone(),
+            base_dir: desired.base_dir.clone(),
         })
     }
 
@@ -104,12 +110,14 @@ impl Servers {
             control_key: control_key.clone(),
             control_url: control_url.to_string(),
             by_key: BTreeMap::from([(control_key, server)]),
+            named: BTreeMap::new(),
+            base_dir: std::path::PathBuf::from("."),
         })
     }
 
-    /// Returns the admin URL of a server by its `host:port` key. A server
-    /// the spec does not name is reached like [`Servers::resolve`] does: with
-    /// the control URL pointed at that host and database `postgres`.
+    /// Returns the admin URL of a server by its `host:port` key: the spec's
+    /// `[servers.HOST]` entry, or, as [`Servers::resolve`] does, the control
+    /// URL pointed at that host and database `postgres`.
     pub fn admin_url(&self, key: &str) -> Result<String> {
         if let Some(server) = self.by_key.get(key) {
             return Ok(server.admin_url.clone());
@@ -118,7 +126,17 @@ impl Servers {
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
             .ok_or_else(|| Error::other(format!("invalid server `{key}` in the registry")))?;
-        db::with_database(&db::with_host(&self.control_url, host, port)?, "postgres")
+        match self.named.get(host) {
+            Some(source) => source
+                .resolve(&self.base_dir)
+                .map(|url| url.expose().to_string())
+                .map_err(|problem| {
+                    Error::other(format!(
+                        "cannot read the admin URL of server `{host}`: {problem}"
+                    ))
+                }),
+            None => db::with_database(&db::with_host(&self.control_url, host, port)?, "postgres"),
+        }
     }
 
     /// Returns the URL of a tenant database on a server, with the admin's
