@@ -31,6 +31,7 @@ fn main() {
         Command::CreateSuperuser(args) => {
             commands::create_superuser::run(&cli.global, args, &printer)
         }
+        Command::Create(args) => commands::create::run(&cli.global, args, &printer),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -75,7 +75,7 @@ pub fn apply(
     }
 
     finish(&mut control, context, tenant, tenant_plan, status)?;
-    report.push(ready_line(status));
+    report.push(ready_line(status, tenant_plan));
     Ok((report, status))
 }
 

@@ -333,9 +333,10 @@ pub fn finish(
 }
 
 /// Returns the status a tenant ends with when all its actions succeeded:
-/// pending when its plan notes something that apply cannot do, else ready.
+/// pending when its plan notes something that apply cannot do or leaves
+/// actions for later, else ready.
 pub fn final_status(tenant_plan: &TenantPlan) -> &'static str {
-    if tenant_plan.stays_pending {
+    if tenant_plan.stays_pending || !tenant_plan.deferred.is_empty() {
         STATUS_PENDING
     } else {
         STATUS_READY

@@ -109,7 +109,7 @@ pub fn apply(
             }
         }
     }
-    report.push(ready_line(status));
+    report.push(ready_line(status, tenant_plan));
     Ok((report, status))
 }
 
@@ -146,10 +146,13 @@ pub fn created_line(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> String 
     }
 }
 
-/// Returns the last report line of a tenant.
-pub fn ready_line(status: &str) -> String {
+/// Returns the last report line of a tenant: ready, pending because this
+/// run left actions for later, or pending because of what its notes say.
+pub fn ready_line(status: &str, tenant_plan: &TenantPlan) -> String {
     if status == registry::STATUS_READY {
         "Tenant is ready to use".to_string()
+    } else if !tenant_plan.deferred.is_empty() {
+        "Tenant is pending: run apply again to finish it".to_string()
     } else {
         "Tenant is pending: fix what its plan notes say, then run apply again".to_string()
     }

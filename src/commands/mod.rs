@@ -1,6 +1,7 @@
 //! One entry function per subcommand, plus the steps they share.
 
 pub mod apply;
+pub mod create;
 pub mod create_superuser;
 pub mod destroy;
 pub mod exec;

@@ -97,6 +97,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
                 stays_pending: planner.blocked,
                 actions: planner.actions,
                 notes: planner.notes,
+                deferred: Vec::new(),
             });
         }
     }

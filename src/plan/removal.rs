@@ -96,6 +96,7 @@ pub fn tenant_plan(
         actions,
         notes: Vec::new(),
         stays_pending: false,
+        deferred: Vec::new(),
     }
 }
 
