@@ -30,6 +30,8 @@ pub struct Drift {
 pub struct TenantDetails {
     pub tenant: TenantRecord,
     pub location: String,
+    /// Roles made by create-superuser for the tenant.
+    pub superusers: Vec<String>,
     pub migrations: Vec<AppliedMigration>,
     /// Pending migration names; None without a spec.
     pub pending: Option<Vec<String>>,
@@ -60,8 +62,14 @@ pub fn run(global: &GlobalArgs, args: &ShowArgs, printer: &Printer) -> Result<i3
         )?),
         None => None,
     };
+    let superusers = state
+        .superusers
+        .get(&record.id)
+        .cloned()
+        .unwrap_or_default();
     let details = TenantDetails {
         location: Location::of(&record).describe(),
+        superusers,
         tenant: record,
         migrations,
         pending,
@@ -175,6 +183,7 @@ pub fn render_text(details: &TenantDetails) -> String {
             tenant.deletion_protection.to_string(),
         ),
         ("adopted", list_or_dash(&tenant.adopted)),
+        ("superusers", list_or_dash(&details.superusers)),
         ("created", timestamp(&tenant.created_at)),
         ("updated", timestamp(&tenant.updated_at)),
     ]);
