@@ -203,6 +203,41 @@ fn migrate_failing_tenant_dry_run_and_changed_file() {
         stdout(&fast)
     );
 
+    // A pending tenant runs when its schema exists (only its migrations
+    // were left for later) and is skipped when its database does not.
+    std::fs::remove_dir_all(mig.join("4_fail")).unwrap();
+    write_migration(&mig, "5_ok", "INSERT INTO runs VALUES ('5');");
+    let e = env.id("e");
+    let mut text = spec(&env, &["a", "b", "c"], &["d"]);
+    text.push_str(&format!(
+        "[[tenants]]\nid = \"{e}\"\nname = \"e\"\nisolation = \"database\"\n\
+         [tenants.database]\nuser = \"{e}\"\ncreate = false\n"
+    ));
+    env.write_spec("tenants.toml", &text);
+    env.cmd()
+        .args(["apply", "--auto-approve", "--tenant", &e])
+        .assert()
+        .success();
+    env.psql(&format!(
+        "UPDATE tenantctl.tenants SET status = 'pending' WHERE id = {}",
+        quote_literal(&env.id("a"))
+    ));
+    let pending = env
+        .cmd()
+        .args(["migrate", &env.id("a"), &e, "--allow-changed"])
+        .output()
+        .unwrap();
+    assert!(pending.status.success(), "{}", stderr(&pending));
+    assert!(stdout(&pending).contains(&format!(
+        "{e}: skipped: its schema or database does not exist yet"
+    )));
+    assert!(
+        stdout(&pending).contains("Migrated 1 tenant, 0 up to date, 1 skipped, 0 failed."),
+        "{}",
+        stdout(&pending)
+    );
+    assert_eq!(runs(&env, &env.id("a"), false), "2,3,5");
+
     // An unknown tenant is an error before anything runs.
     let unknown = env.cmd().args(["migrate", "ghost"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(1));

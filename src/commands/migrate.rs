@@ -5,7 +5,7 @@
 //! any further query or connection. So a run with nothing to do costs a fixed
 //! number of queries, whatever the number of tenants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -21,10 +21,10 @@ use crate::output::{Printer, Progress, plural};
 use crate::plan::pending::{Comparison, Drift, compare, compare_recorded};
 use crate::spec::desired::Desired;
 use crate::spec::model::Isolation;
-use crate::state::Servers;
 use crate::state::db::{self, PgPool};
 use crate::state::location::Location;
 use crate::state::registry::{self, RegistryState, STATUS_FAILED, STATUS_READY, TenantRecord};
+use crate::state::{Servers, catalog};
 
 /// Prefix of the registry's `last_error` when migrate failed a tenant, so a
 /// later successful run may mark the tenant ready again.
@@ -87,8 +87,14 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
         .iter()
         .map(|record| migration_set(record, desired, folder.as_ref()))
         .collect::<Vec<_>>();
+    let servers = match desired {
+        Some(desired) => Servers::resolve(desired, &control_url)?,
+        None => Servers::control_only(&control_url)?,
+    };
+    let missing = unprovisioned(&mut control, &servers, &records)?;
     let options = JobOptions {
         allow_changed: args.allow_changed,
+        unprovisioned: &missing,
         shared_schema: desired
             .and_then(|desired| desired.tables.as_ref())
             .map_or("public", |tables| tables.schema.as_str()),
@@ -99,10 +105,6 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
     if args.dry_run {
         return Ok(print_dry_run(printer, &jobs));
     }
-    let servers = match desired {
-        Some(desired) => Servers::resolve(desired, &control_url)?,
-        None => Servers::control_only(&control_url)?,
-    };
     let runner = Runner {
         control: db::pool(&control_url, u32::from(args.parallelism))?,
         servers,
@@ -212,6 +214,10 @@ fn plan_jobs<'a>(
             (_, None) => Work::Skip(
                 "no migration folder: the tenant is not in the spec; pass --migrations DIR".into(),
             ),
+            (_, Some(_)) if options.unprovisioned.contains(&record.id) => Work::Skip(
+                "its schema or database does not exist yet (status pending); run tenantctl apply"
+                    .into(),
+            ),
             (_, Some(set)) => tenant_work(
                 record,
                 state,
@@ -237,6 +243,8 @@ fn plan_jobs<'a>(
 #[derive(Clone, Copy)]
 struct JobOptions<'a> {
     allow_changed: bool,
+    /// Pending tenants whose schema or database does not exist yet.
+    unprovisioned: &'a HashSet<String>,
     /// Schema of the shared tables for table tenants whose record names none.
     shared_schema: &'a str,
 }
@@ -279,6 +287,53 @@ fn shared_job<'a>(
     })
 }
 
+/// Finds the pending tenants whose schema or database does not exist yet,
+/// such as a database tenant with `create = false`. A tenant is pending also
+/// when only its migrations were left for later, and those can run. Reads
+/// nothing when no selected tenant is pending, else one query per server.
+fn unprovisioned(
+    control: &mut diesel::PgConnection,
+    servers: &Servers,
+    records: &[&TenantRecord],
+) -> Result<HashSet<String>> {
+    let pending: Vec<(&TenantRecord, Location)> = records
+        .iter()
+        .filter(|record| record.status == registry::STATUS_PENDING)
+        .map(|record| (*record, Location::of(record)))
+        .collect();
+    let mut names: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut missing = HashSet::new();
+    for (record, location) in &pending {
+        let exists = match (location.isolation, &location.server, &location.database) {
+            (Some(Isolation::Database), Some(server), Some(database)) => {
+                if !names.contains_key(server) {
+                    let mut connection = db::connect(&servers.admin_url(server)?)?;
+                    names.insert(server.clone(), catalog::database_names(&mut connection)?);
+                }
+                names[server].contains(database)
+            }
+            (Some(Isolation::Schema), _, _) => {
+                if !names.contains_key("") {
+                    let schemas = catalog::read_control(control)?
+                        .schemas
+                        .into_keys()
+                        .collect();
+                    names.insert(String::new(), schemas);
+                }
+                location
+                    .schema
+                    .as_ref()
+                    .is_some_and(|schema| names[""].contains(schema))
+            }
+            _ => true,
+        };
+        if !exists {
+            missing.insert(record.id.clone());
+        }
+    }
+    Ok(missing)
+}
+
 fn tenant_work<'a>(
     record: &TenantRecord,
     state: &RegistryState,
@@ -286,9 +341,6 @@ fn tenant_work<'a>(
     set: &'a MigrationSet,
     allow_changed: bool,
 ) -> Work<'a> {
-    if record.status == registry::STATUS_PENDING {
-        return Work::Skip("not provisioned yet (status pending); run tenantctl apply".into());
-    }
     let comparison = compare_recorded(
         set,
         state.applied.contains_key(&record.id),
