@@ -2,20 +2,15 @@
 //! environment variables for `shell` and `exec`. Passwords travel only in
 //! the environment (PGPASSWORD, REDISCLI_AUTH), never on a command line.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::spec::desired::{Desired, DesiredTenant};
 use crate::spec::model::Isolation;
 use crate::spec::secret::Secret;
+use crate::spec::validate::DEFAULT_TENANT_SETTING;
 use crate::state::location::Location;
+use crate::state::redis::RedisTarget;
 use crate::state::registry::TenantRecord;
 use crate::state::{Servers, db};
-
-/// Redis server used when neither `TENANTCTL_REDIS_URL` nor the spec names one.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-/// Setting that carries the tenant id of table tenants, unless the spec's
-/// `[tables]` names another.
-const DEFAULT_TENANT_SETTING: &str = "app.tenant_id";
 
 /// Connection settings of a session in one tenant's context.
 #[derive(Debug)]
@@ -114,7 +109,7 @@ impl Session {
         tenant: Option<&DesiredTenant>,
         desired: Option<&Desired>,
     ) -> Result<()> {
-        let (url, admin_password) = redis_url(desired)?;
+        let (url, admin_password) = RedisTarget::from_spec(desired)?.split_password();
         self.redis_url = Some(url);
         let acl_password = tenant
             .and_then(|tenant| tenant.cache.as_ref())
@@ -189,32 +184,6 @@ fn setting(name: &str, value: &str) -> String {
         escaped.push(character);
     }
     format!("-c {name}={escaped}")
-}
-
-/// Returns the Redis URL without its password, and that password.
-pub fn redis_url(desired: Option<&Desired>) -> Result<(String, Option<Secret>)> {
-    let text = full_redis_url(desired)?;
-    let mut parsed = url::Url::parse(text.expose())
-        .map_err(|error| Error::other(format!("invalid Redis URL: {error}")))?;
-    let password = parsed
-        .password()
-        .map(|password| Secret::new(db::percent_decode(password)));
-    let _ = parsed.set_password(None);
-    Ok((parsed.to_string(), password))
-}
-
-/// Returns the Redis URL, password included: `TENANTCTL_REDIS_URL`, then
-/// the spec's `[redis] url`, then the default.
-pub fn full_redis_url(desired: Option<&Desired>) -> Result<Secret> {
-    Ok(match std::env::var("TENANTCTL_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Secret::new(url),
-        _ => match desired.and_then(|desired| Some((desired, desired.redis_url.as_ref()?))) {
-            Some((desired, source)) => source.resolve(&desired.base_dir).map_err(|problem| {
-                Error::other(format!("cannot read the Redis URL of the spec: {problem}"))
-            })?,
-            None => Secret::new(DEFAULT_REDIS_URL),
-        },
-    })
 }
 
 #[cfg(test)]

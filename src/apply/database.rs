@@ -4,11 +4,11 @@
 
 use diesel::prelude::*;
 
-use super::migrate::execute;
+use super::schema::execute;
 use super::schema::{create_role, created_line, ensure_membership, ready_line, set_password};
 use super::{
-    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
-    write_record,
+    ApplyContext, Report, TenantError, final_status, finish, is_applied_separately, log_action,
+    migrate, write_record,
 };
 use crate::plan::TenantPlan;
 use crate::plan::action::Action;
@@ -56,7 +56,7 @@ pub fn apply(
     };
     let mut admin = None;
     for action in &tenant_plan.actions {
-        if is_registry_only(action) {
+        if is_applied_separately(action) {
             continue;
         }
         if let Action::RunMigrations { migrations } = action {

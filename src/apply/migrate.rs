@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use super::TenantError;
+use super::schema::execute;
 use crate::migrations::{Migration, MigrationSet};
 use crate::sql::quote_ident;
 use crate::state::{db, registry};
@@ -59,6 +60,19 @@ pub fn pending<'a>(
                 })
         })
         .collect()
+}
+
+/// Rejects `run_in_transaction = false` migrations where every migration
+/// runs inside one transaction, as the shared tables' do in apply.
+pub fn reject_non_transactional(pending: &[&Migration]) -> Result<(), TenantError> {
+    match pending.iter().find(|m| !m.run_in_transaction) {
+        Some(migration) => Err(TenantError::new(
+            format!("migration {}", migration.name),
+            "run_in_transaction = false is not supported here, because these migrations run \
+             in one transaction with their records; run them with tenantctl migrate",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Splits migrations into the groups that run together: a run of
@@ -245,13 +259,6 @@ pub fn record_in_registry(
         .collect();
     registry::record_migrations(control, tenant_id, &records)
         .map_err(|error| TenantError::new("record migrations", error))
-}
-
-/// Runs SQL built only from quoted identifiers and literals.
-pub fn execute(connection: &mut PgConnection, step: &str, sql: &str) -> Result<(), TenantError> {
-    connection
-        .batch_execute(sql)
-        .map_err(|error| TenantError::new(step, error))
 }
 
 /// Whether a migration contains nothing but comments and white space; libpq

@@ -5,17 +5,16 @@
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use super::migrate::execute;
+use super::schema::execute;
 use super::{ApplyContext, Report, TenantError};
 use crate::output::plural;
 use crate::plan::TenantPlan;
 use crate::plan::action::Action;
+use crate::spec::validate::DEFAULT_TENANT_SETTING;
 use crate::sql::quote_ident;
 use crate::state::db;
+use crate::state::redis::RedisTarget;
 use crate::state::registry::{self, TenantRecord};
-
-/// Setting of the shared tables' policy, unless the spec names another.
-const DEFAULT_TENANT_SETTING: &str = "app.tenant_id";
 
 /// Number of keys asked for per SCAN call and unlinked per UNLINK call.
 const KEY_BATCH: usize = 500;
@@ -196,12 +195,17 @@ fn delete_rows(
     })
 }
 
+/// Connects to the spec's Redis server, which apply resolves only when a
+/// declared tenant has an ACL user.
 fn redis_connection(context: &ApplyContext<'_>) -> Result<redis::Connection, TenantError> {
-    let url = crate::session::full_redis_url(Some(context.desired))
-        .map_err(|error| TenantError::new("connect to Redis", error))?;
-    redis::Client::open(url.expose())
-        .and_then(|client| client.get_connection())
-        .map_err(|error| TenantError::new("connect to Redis", error))
+    let failed = |error: String| TenantError::new("connect to Redis", error);
+    match &context.servers.redis {
+        Some(target) => target.connect().map_err(failed),
+        None => RedisTarget::from_spec(Some(context.desired))
+            .map_err(|error| failed(error.to_string()))?
+            .connect()
+            .map_err(failed),
+    }
 }
 
 /// Escapes the characters SCAN MATCH reads as glob syntax.

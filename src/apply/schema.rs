@@ -1,22 +1,25 @@
 //! Provisioning of schema tenants: the schema, its optional role and its
 //! migrations, all in one transaction together with the registry record.
 
-use diesel::{Connection, PgConnection};
+use diesel::PgConnection;
+use diesel::connection::SimpleConnection;
 
-use super::migrate::{RecordIn, execute};
+use super::migrate::RecordIn;
 use super::{
-    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
-    write_record,
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
+    migrate,
 };
+use crate::migrations::Migration;
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
-use crate::spec::desired::{DesiredTenant, RoleTarget};
+use crate::spec::desired::{DesiredTenant, RoleTarget, SchemaTarget};
 use crate::sql::{quote_ident, quote_literal, scram_verifier};
 use crate::state::catalog::CurrentRole;
 use crate::state::db;
 use crate::state::registry;
 
-/// Applies a schema tenant's plan.
+/// Applies a schema tenant's plan in one transaction with its registry
+/// record.
 pub fn apply(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
@@ -26,102 +29,140 @@ pub fn apply(
         .schema
         .as_ref()
         .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
-    let mut connection =
-        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
-    let status = final_status(tenant_plan);
-    let mut report = vec![created_line(tenant, tenant_plan)];
-    connection.transaction::<_, TenantError, _>(|connection| {
-        // The record comes first: migration records refer to it.
-        write_record(connection, context, tenant, tenant_plan, status, None)
-            .map_err(|error| TenantError::new("record in registry", error))?;
-        for action in &tenant_plan.actions {
-            match action {
-                Action::CreateRole { role } => create_role(
-                    connection,
-                    &context.current_role,
-                    role_target(schema.role.as_ref(), role)?,
-                )?,
-                Action::SetPassword { role } => {
-                    set_password(connection, role_target(schema.role.as_ref(), role)?)?
+    let later = run_after_commit(tenant, tenant_plan)?;
+    let (mut report, status) =
+        in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
+            let declared = schema.role.as_ref();
+            for action in tenant_plan
+                .actions
+                .iter()
+                .filter(|a| !is_applied_separately(a))
+            {
+                let current = &context.current_role;
+                if !apply_role_action(connection, current, declared, action, report)? {
+                    apply_schema_action(connection, tenant, schema, action, report)?;
                 }
-                Action::AdoptRole { role } => {
-                    ensure_membership(connection, &context.current_role, role)?;
-                    report.push(format!(
-                        "✓ Role '{role}' adopted (it existed; not recreated)"
-                    ));
-                }
-                Action::AdoptSchema { schema: name } => {
-                    report.push(format!(
-                        "✓ Schema '{name}' adopted (it existed; not recreated)"
-                    ));
-                }
-                Action::CreateSchema { schema: name } => {
-                    execute(
-                        connection,
-                        "create schema",
-                        &format!("CREATE SCHEMA {}", quote_ident(name)),
-                    )?;
-                    report.push(format!("✓ Schema '{name}' created"));
-                }
-                Action::RestrictSchema {
-                    schema: name, role, ..
-                } => restrict_schema(connection, name, role.as_deref())?,
-                Action::RunMigrations { migrations } => {
-                    let pending = pending_of(tenant, migrations)?;
-                    if pending.iter().all(|migration| migration.run_in_transaction) {
-                        let role = schema.role.as_ref().map(|role| role.name.as_str());
-                        migrate::run_in_schema(
-                            connection,
-                            RecordIn::Tenant(&tenant.id),
-                            &schema.name,
-                            role,
-                            &pending,
-                        )?;
-                        report.push("✓ Migrations completed".to_string());
-                    }
-                }
-                _ => {}
-            }
-            if !is_registry_only(action) {
                 log_action(connection, &tenant.id, action)?;
             }
-        }
-        finish(connection, context, tenant, tenant_plan, status)
-    })?;
-    // Migrations that cannot run in a transaction run after the tenant's
-    // other actions commit, each recorded right after it succeeds.
-    for action in &tenant_plan.actions {
-        if let Action::RunMigrations { migrations } = action {
-            let pending = pending_of(tenant, migrations)?;
-            if pending
-                .iter()
-                .any(|migration| !migration.run_in_transaction)
-            {
-                let role = schema.role.as_ref().map(|role| role.name.as_str());
-                migrate::run_in_schema(
-                    &mut connection,
-                    RecordIn::Tenant(&tenant.id),
-                    &schema.name,
-                    role,
-                    &pending,
-                )?;
-                report.push("✓ Migrations completed".to_string());
-            }
-        }
+            Ok(())
+        })?;
+    if !later.is_empty() {
+        // A migration that cannot run in a transaction, and those after it,
+        // run once the rest has committed; each batch is recorded right
+        // after it succeeds.
+        let mut connection =
+            db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
+        let role = schema.role.as_ref().map(|role| role.name.as_str());
+        let record_in = RecordIn::Tenant(&tenant.id);
+        migrate::run_in_schema(&mut connection, record_in, &schema.name, role, &later)?;
+        let last = report.len().saturating_sub(1);
+        report.insert(last, "✓ Migrations completed".to_string());
     }
-    report.push(ready_line(status, tenant_plan));
     Ok((report, status))
+}
+
+/// Returns the planned migrations from the first one with
+/// `run_in_transaction = false` on, which cannot run in the tenant's
+/// transaction.
+fn run_after_commit<'a>(
+    tenant: &'a DesiredTenant,
+    tenant_plan: &TenantPlan,
+) -> Result<Vec<&'a Migration>, TenantError> {
+    let Some(names) = tenant_plan.actions.iter().find_map(|action| match action {
+        Action::RunMigrations { migrations } => Some(migrations),
+        _ => None,
+    }) else {
+        return Ok(Vec::new());
+    };
+    let pending = pending_of(tenant, names)?;
+    let first = pending.iter().position(|m| !m.run_in_transaction);
+    Ok(first.map_or_else(Vec::new, |first| pending[first..].to_vec()))
 }
 
 fn pending_of<'a>(
     tenant: &'a DesiredTenant,
-    migrations: &[String],
-) -> Result<Vec<&'a crate::migrations::Migration>, TenantError> {
+    names: &[String],
+) -> Result<Vec<&'a Migration>, TenantError> {
     let set = tenant
         .migrations
         .as_ref()
         .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-    migrate::pending(set, migrations)
+    migrate::pending(set, names)
+}
+
+fn apply_schema_action(
+    connection: &mut PgConnection,
+    tenant: &DesiredTenant,
+    schema: &SchemaTarget,
+    action: &Action,
+    report: &mut Report,
+) -> Result<(), TenantError> {
+    match action {
+        Action::AdoptSchema { schema: name } => {
+            report.push(format!(
+                "✓ Schema '{name}' adopted (it existed; not recreated)"
+            ));
+        }
+        Action::CreateSchema { schema: name } => {
+            let sql = format!("CREATE SCHEMA {}", quote_ident(name));
+            execute(connection, "create schema", &sql)?;
+            report.push(format!("✓ Schema '{name}' created"));
+        }
+        Action::RestrictSchema {
+            schema: name, role, ..
+        } => restrict_schema(connection, name, role.as_deref())?,
+        Action::RunMigrations { migrations } => {
+            run_migrations(connection, tenant, schema, migrations)?;
+            report.push("✓ Migrations completed".to_string());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs the tenant's pending migrations up to the first one that cannot run
+/// in a transaction, in its schema as its role so the role owns what they
+/// create, and records them in the same transaction.
+fn run_migrations(
+    connection: &mut PgConnection,
+    tenant: &DesiredTenant,
+    schema: &SchemaTarget,
+    names: &[String],
+) -> Result<(), TenantError> {
+    let pending = pending_of(tenant, names)?;
+    let end = pending
+        .iter()
+        .position(|m| !m.run_in_transaction)
+        .unwrap_or(pending.len());
+    let role = schema.role.as_ref().map(|role| role.name.as_str());
+    let record_in = RecordIn::Tenant(&tenant.id);
+    migrate::run_in_schema(connection, record_in, &schema.name, role, &pending[..end])?;
+    Ok(())
+}
+
+/// Runs a role action (create, adopt, set password) of the tenant's
+/// declared role; returns false for any other action.
+pub fn apply_role_action(
+    connection: &mut PgConnection,
+    current: &CurrentRole,
+    declared: Option<&RoleTarget>,
+    action: &Action,
+    report: &mut Report,
+) -> Result<bool, TenantError> {
+    match action {
+        Action::CreateRole { role } => {
+            create_role(connection, current, role_target(declared, role)?)?
+        }
+        Action::SetPassword { role } => set_password(connection, role_target(declared, role)?)?,
+        Action::AdoptRole { role } => {
+            ensure_membership(connection, current, role)?;
+            report.push(format!(
+                "✓ Role '{role}' adopted (it existed; not recreated)"
+            ));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn role_target<'a>(
@@ -156,6 +197,13 @@ pub fn ready_line(status: &str, tenant_plan: &TenantPlan) -> String {
     } else {
         "Tenant is pending: fix what its plan notes say, then run apply again".to_string()
     }
+}
+
+/// Runs SQL built only from quoted identifiers and literals.
+pub fn execute(connection: &mut PgConnection, step: &str, sql: &str) -> Result<(), TenantError> {
+    connection
+        .batch_execute(sql)
+        .map_err(|error| TenantError::new(step, error))
 }
 
 /// Creates a login role with a SCRAM verifier, so the plaintext password

@@ -6,8 +6,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use super::TenantError;
-use super::migrate::execute;
 use super::schema::ensure_membership;
+use super::schema::execute;
+use crate::spec::desired::TablesTarget;
 use crate::spec::model::Isolation;
 use crate::spec::secret::Secret;
 use crate::sql::{quote_ident, quote_literal, scram_verifier};
@@ -49,9 +50,13 @@ pub fn role_exists(connection: &mut PgConnection, name: &str) -> Result<bool, Te
 /// Gives the role the rights of the tenant's owner. For a database tenant
 /// that is membership in the owner role. For a schema tenant it is every
 /// right on the schema, on its objects and on the objects made there later.
+/// For a table tenant it is DML on the shared tables, limited to the
+/// tenant's rows by row-level security.
 pub fn grant(
     connection: &mut PgConnection,
+    tenant_id: &str,
     location: &Location,
+    tables: &TablesTarget,
     name: &str,
 ) -> Result<(), TenantError> {
     let missing = |what: &str| TenantError::new("registry", format!("the record has no {what}"));
@@ -66,6 +71,12 @@ pub fn grant(
                 .as_deref()
                 .ok_or_else(|| missing("schema"))?;
             grant_schema(connection, schema, location.role.as_deref(), name)
+        }
+        // The role gets what the tenant's own role gets. The registry's
+        // superusers table pins its sessions to the tenant in
+        // tenantctl.current_tenant, as the tenant role's are.
+        Some(Isolation::Table) => {
+            super::table::grant_table_role(connection, tables, tenant_id, name)
         }
         other => Err(TenantError::new(
             "create superuser",

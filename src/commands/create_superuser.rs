@@ -8,6 +8,7 @@ use crate::apply::{TenantError, superuser};
 use crate::cli::{CreateSuperuserArgs, GlobalArgs};
 use crate::error::{Error, Result};
 use crate::output::Printer;
+use crate::spec::desired::TablesTarget;
 use crate::spec::model::Isolation;
 use crate::spec::secret::Secret;
 use crate::spec::validate::check_name;
@@ -51,9 +52,10 @@ pub fn run(global: &GlobalArgs, args: &CreateSuperuserArgs, printer: &Printer) -
     // ROLE leaves a record that lets the tenant's removal drop it.
     registry::record_superuser(&mut control, &record.id, &name)
         .map_err(Error::query("cannot record the superuser in the registry"))?;
+    let tables = TablesTarget::of_spec_or(desired, location.schema.as_deref());
     let outcome = server.transaction::<_, TenantError, _>(|server| {
         superuser::upsert_role(server, &current, &name, &password)?;
-        superuser::grant(server, &location, &name)
+        superuser::grant(server, &record.id, &location, &tables, &name)
     });
     let error = outcome.as_ref().err().map(ToString::to_string);
     registry::log_event(

@@ -1,7 +1,7 @@
 //! `tenantctl destroy`: removes one tenant, as `apply --prune` would.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::apply::lock::ApplyLock;
 use crate::apply::{ApplyContext, execute};
@@ -11,6 +11,7 @@ use crate::output::Printer;
 use crate::plan::action::{PLAN_FORMAT_VERSION, Plan};
 use crate::plan::{removal, render};
 use crate::spec::desired::Desired;
+use crate::spec::validate::DEFAULT_TENANT_COLUMN;
 use crate::state::{Actual, Servers, catalog, db, registry};
 
 /// Removes one registered tenant and everything tenantctl made for it.
@@ -55,12 +56,20 @@ pub fn run(global: &GlobalArgs, args: &DestroyArgs, printer: &Printer) -> Result
         .superusers
         .get(&record.id)
         .map_or(&[][..], Vec::as_slice);
-    let tenant_plan =
-        removal::tenant_plan(record, superusers, &servers.control_key, args.drop_adopted);
+    let context = removal::RemovalContext {
+        control_key: &servers.control_key,
+        column: desired
+            .tables
+            .as_ref()
+            .map_or(DEFAULT_TENANT_COLUMN, |tables| tables.column.as_str()),
+        drop_adopted: args.drop_adopted,
+    };
+    let tenant_plan = removal::tenant_plan(record, superusers, context);
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         source: super::plan::plan_source_without_spec(&control_url),
-        summary: Plan::summarize(std::slice::from_ref(&tenant_plan)),
+        summary: Plan::summarize(None, std::slice::from_ref(&tenant_plan)),
+        shared: None,
         tenants: vec![tenant_plan],
         undeclared: Vec::new(),
         warnings: Vec::new(),
@@ -87,6 +96,7 @@ pub fn run(global: &GlobalArgs, args: &DestroyArgs, printer: &Printer) -> Result
         servers: &servers,
         control: db::pool(&control_url, 1)?,
         server_pools: Mutex::new(HashMap::new()),
+        redis: OnceLock::new(),
         current_role,
         parallelism: 1,
         printer,

@@ -8,18 +8,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+
+use diesel::Connection;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::apply::TenantError;
 use crate::apply::lock::ApplyLock;
 use crate::apply::migrate::{self, RecordIn};
+use crate::apply::{superuser, table};
 use crate::cli::{GlobalArgs, MigrateArgs};
 use crate::error::{Error, Result};
 use crate::migrations::{Migration, MigrationSet};
 use crate::output::{Printer, Progress, plural};
 use crate::plan::pending::{Comparison, Drift, compare, compare_recorded};
-use crate::spec::desired::Desired;
+use crate::spec::desired::{Desired, TablesTarget};
 use crate::spec::model::Isolation;
 use crate::state::db::{self, PgPool};
 use crate::state::location::Location;
@@ -53,6 +56,16 @@ struct Job<'a> {
     members: Vec<&'a TenantRecord>,
     location: Location,
     work: Work<'a>,
+    /// The shared tables, for the job of table tenants.
+    shared: Option<SharedTables>,
+}
+
+/// The shared tables of one schema and the roles that work on them.
+struct SharedTables {
+    target: TablesTarget,
+    /// (tenant id, role): the table tenants' roles and superusers, which
+    /// get their privileges on tables the migrations create.
+    roles: Vec<(String, String)>,
 }
 
 /// Counts for the closing line.
@@ -93,6 +106,7 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
     };
     let missing = unprovisioned(&mut control, &servers, &records)?;
     let options = JobOptions {
+        desired,
         allow_changed: args.allow_changed,
         unprovisioned: &missing,
         shared_schema: desired
@@ -231,10 +245,11 @@ fn plan_jobs<'a>(
             members: vec![record],
             location,
             work,
+            shared: None,
         });
     }
     for (schema, group) in shared {
-        jobs.push(shared_job(control, schema, group, options.allow_changed)?);
+        jobs.push(shared_job(control, state, schema, group, options)?);
     }
     Ok(jobs)
 }
@@ -242,6 +257,7 @@ fn plan_jobs<'a>(
 /// What `plan_jobs` needs besides the registry.
 #[derive(Clone, Copy)]
 struct JobOptions<'a> {
+    desired: Option<&'a Desired>,
     allow_changed: bool,
     /// Pending tenants whose schema or database does not exist yet.
     unprovisioned: &'a HashSet<String>,
@@ -258,9 +274,10 @@ struct SharedGroup<'a> {
 
 fn shared_job<'a>(
     control: &mut diesel::PgConnection,
+    state: &RegistryState,
     schema: String,
     group: SharedGroup<'a>,
-    allow_changed: bool,
+    options: JobOptions<'_>,
 ) -> Result<Job<'a>> {
     let work = match group.set {
         None => Work::Skip(
@@ -269,9 +286,17 @@ fn shared_job<'a>(
         ),
         Some(set) => {
             let applied = registry::shared_applied(control, &schema)?;
-            comparison_work(compare(set, &applied), allow_changed)
+            comparison_work(compare(set, &applied), options.allow_changed)
         }
     };
+    let mut roles = Vec::new();
+    for record in &group.members {
+        let superusers = state.superusers.get(&record.id).into_iter().flatten();
+        let own = Location::of(record).role;
+        for role in own.into_iter().chain(superusers.cloned()) {
+            roles.push((record.id.clone(), role));
+        }
+    }
     Ok(Job {
         label: format!(
             "shared tables in {schema} ({})",
@@ -280,10 +305,14 @@ fn shared_job<'a>(
         members: group.members,
         location: Location {
             isolation: Some(Isolation::Table),
-            schema: Some(schema),
+            schema: Some(schema.clone()),
             ..Location::default()
         },
         work,
+        shared: Some(SharedTables {
+            target: TablesTarget::of_spec_or(options.desired, Some(&schema)),
+            roles,
+        }),
     })
 }
 
@@ -503,8 +532,11 @@ impl Runner<'_> {
                 migrate::run_in_schema(control, record_in, schema()?, role, pending)?
             }
             Some(Isolation::Table) => {
-                let schema = schema()?;
-                migrate::run_in_schema(control, RecordIn::Shared(schema), schema, None, pending)?
+                let shared = job
+                    .shared
+                    .as_ref()
+                    .ok_or_else(|| missing("shared schema"))?;
+                return run_shared(control, shared, pending);
             }
             Some(Isolation::Database) => {
                 let database = location
@@ -555,6 +587,33 @@ impl Runner<'_> {
                 "Error: cannot record the failure of migrate in the registry: {problem}"
             ));
         }
+    }
+}
+
+/// Runs the shared tables' migrations, then secures the tables they made
+/// with row-level security and grants them to the tenants' roles, in one
+/// transaction unless a migration cannot run in one.
+fn run_shared(
+    control: &mut diesel::PgConnection,
+    shared: &SharedTables,
+    pending: &[&Migration],
+) -> Result<usize, TenantError> {
+    let target = &shared.target;
+    let steps = |connection: &mut diesel::PgConnection| -> Result<usize, TenantError> {
+        let record_in = RecordIn::Shared(&target.schema);
+        let applied = migrate::run_in_schema(connection, record_in, &target.schema, None, pending)?;
+        table::secure_all_tables(connection, target)?;
+        for (id, role) in &shared.roles {
+            if superuser::role_exists(connection, role)? {
+                table::grant_table_role(connection, target, id, role)?;
+            }
+        }
+        Ok(applied.len())
+    };
+    if pending.iter().all(|migration| migration.run_in_transaction) {
+        control.transaction(steps)
+    } else {
+        steps(control)
     }
 }
 

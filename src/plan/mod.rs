@@ -5,5 +5,6 @@ pub mod diff;
 pub mod pending;
 pub mod removal;
 pub mod render;
+pub mod shared;
 
 pub use action::{Action, Plan, TenantPlan};

@@ -20,27 +20,33 @@ pub enum Drift {
     Missing { version: String, dir: PathBuf },
 }
 
-impl std::fmt::Display for Drift {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Drift {
+    /// Describes the drift, naming the migration as `kind`, such as
+    /// "migration" or "shared migration".
+    pub fn describe(&self, kind: &str) -> String {
         match self {
             Drift::Changed {
                 version,
                 file,
                 recorded,
                 current,
-            } => write!(
-                formatter,
-                "migration {version} was changed after it was applied: {} (checksum recorded {}, file now {})",
+            } => format!(
+                "{kind} {version} was changed after it was applied: {} (checksum recorded {}, file now {})",
                 file.display(),
                 short(recorded),
                 short(current)
             ),
-            Drift::Missing { version, dir } => write!(
-                formatter,
-                "migration {version} is recorded as applied but is missing from {}",
+            Drift::Missing { version, dir } => format!(
+                "{kind} {version} is recorded as applied but is missing from {}",
                 dir.display()
             ),
         }
+    }
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.describe("migration"))
     }
 }
 

@@ -10,19 +10,28 @@ use crate::spec::model::Isolation;
 use crate::state::location::Location;
 use crate::state::registry::TenantRecord;
 
-/// Column of shared tables that carries the tenant id, unless the record
-/// names another.
-const DEFAULT_TENANT_COLUMN: &str = "tenant_id";
+/// What the removal of a tenant needs besides its record.
+#[derive(Debug, Clone, Copy)]
+pub struct RemovalContext<'a> {
+    /// The control server's `host:port`.
+    pub control_key: &'a str,
+    /// The tenant column of the shared tables, for a table tenant.
+    pub column: &'a str,
+    pub drop_adopted: bool,
+}
 
 /// Builds the plan that removes a tenant. `superusers` are the roles
-/// create-superuser made for it; `control_key` is the control server's
-/// `host:port`.
+/// create-superuser made for it.
 pub fn tenant_plan(
     record: &TenantRecord,
     superusers: &[String],
-    control_key: &str,
-    drop_adopted: bool,
+    context: RemovalContext<'_>,
 ) -> TenantPlan {
+    let RemovalContext {
+        control_key,
+        column,
+        drop_adopted,
+    } = context;
     let location = Location::of(record);
     let server = location
         .server
@@ -58,7 +67,7 @@ pub fn tenant_plan(
             column: location
                 .column
                 .clone()
-                .unwrap_or_else(|| DEFAULT_TENANT_COLUMN.to_string()),
+                .unwrap_or_else(|| column.to_string()),
         }),
         _ => {}
     }
@@ -119,6 +128,14 @@ mod tests {
         }
     }
 
+    fn context(drop_adopted: bool) -> RemovalContext<'static> {
+        RemovalContext {
+            control_key: "h:5432",
+            column: "tenant_id",
+            drop_adopted,
+        }
+    }
+
     #[test]
     fn adopted_schema_detached_unless_asked() {
         let record = record(
@@ -126,7 +143,7 @@ mod tests {
             serde_json::json!({"schema": "acme", "role": "acme_user", "prefix": "acme:"}),
             &["schema:acme"],
         );
-        let plan = tenant_plan(&record, &["acme_admin".into()], "h:5432", false);
+        let plan = tenant_plan(&record, &["acme_admin".into()], context(false));
         assert_eq!(
             plan.actions,
             [
@@ -147,7 +164,7 @@ mod tests {
                 Action::Unregister,
             ]
         );
-        let dropped = tenant_plan(&record, &[], "h:5432", true);
+        let dropped = tenant_plan(&record, &[], context(true));
         assert_eq!(
             dropped.actions[0],
             Action::DropSchema {
@@ -163,7 +180,7 @@ mod tests {
             serde_json::json!({"database": "acme_db", "owner": "acme_user", "server": "db2:5433"}),
             &["role:acme_user"],
         );
-        let plan = tenant_plan(&record, &[], "h:5432", false);
+        let plan = tenant_plan(&record, &[], context(false));
         assert_eq!(
             plan.actions,
             [

@@ -3,7 +3,9 @@
 pub mod catalog;
 pub mod db;
 pub mod location;
+pub mod redis;
 pub mod registry;
+pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,6 +40,8 @@ pub struct Servers {
     /// server no declared tenant names, such as a removed tenant's.
     named: BTreeMap<String, crate::spec::model::SecretSource>,
     base_dir: std::path::PathBuf,
+    /// The Redis server, when a tenant has a Redis ACL user.
+    pub redis: Option<redis::RedisTarget>,
 }
 
 impl Servers {
@@ -91,6 +95,7 @@ impl Servers {
             by_key,
             named: desired.servers.clone(),
             base_dir: desired.base_dir.clone(),
+            redis: redis::RedisTarget::resolve(desired)?,
         })
     }
 
@@ -112,6 +117,7 @@ impl Servers {
             by_key: BTreeMap::from([(control_key, server)]),
             named: BTreeMap::new(),
             base_dir: std::path::PathBuf::from("."),
+            redis: None,
         })
     }
 
@@ -200,6 +206,11 @@ pub struct Actual {
     /// Catalog of each server, keyed like [`Servers::by_key`]; a server that
     /// could not be reached has an error instead.
     pub servers: HashMap<String, std::result::Result<catalog::ServerCatalog, String>>,
+    /// The shared tables of table tenants, when the spec has `[tables]`.
+    pub shared: Option<tables::SharedState>,
+    /// ACL users and commands of the Redis server, or why they could not be
+    /// read; None when no tenant has a Redis ACL user.
+    pub redis: Option<std::result::Result<redis::RedisState, String>>,
 }
 
 /// Reads the actual state in bulk: a fixed number of queries per server.
@@ -278,10 +289,18 @@ fn read_actual(
         server_catalogs.insert(key.clone(), Ok(catalog::read_server(&mut connection)?));
     }
 
+    let shared = match &desired.tables {
+        Some(target) => Some(tables::read(control, target)?),
+        None => None,
+    };
+    let redis = servers.redis.as_ref().map(redis::read);
+
     Ok(Actual {
         registry: registry_state,
         applied_details,
         control: control_catalog,
         servers: server_catalogs,
+        shared,
+        redis,
     })
 }
