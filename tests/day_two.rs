@@ -672,3 +672,143 @@ fn terminal_prompts_for_superuser_and_destroy() {
     assert!(rest.contains(&format!("Tenant '{b}' destroyed")), "{rest}");
     assert_eq!(env.psql(&database), "0");
 }
+
+#[test]
+fn table_and_cache_tenants_day_two() {
+    let env = TestEnv::new();
+    let (ta, tb, ca, cab) = (env.id("ta"), env.id("tb"), env.id("ca"), env.id("cab"));
+    write_migration(
+        &env.dir().join("shared"),
+        "1_items",
+        "CREATE TABLE items (tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id', true), name text);",
+    );
+    let table = |id: &str| {
+        format!(
+            "[[tenants]]\nid = \"{id}\"\nname = \"{id}\"\nisolation = \"table\"\n\
+             [tenants.role]\nuser = \"{id}_user\"\npassword = {{ env = \"{PASSWORD_VAR}\" }}\n"
+        )
+    };
+    let cache = |id: &str| {
+        format!(
+            "[[tenants]]\nid = \"{id}\"\nname = \"{id}\"\nisolation = \"cache\"\n\
+             [tenants.cache]\npassword = {{ env = \"{PASSWORD_VAR}\" }}\n"
+        )
+    };
+    let head = "version = 1\n[tables]\nmigrations = \"shared\"\n";
+    let all = [table(&ta), table(&tb), cache(&ca), cache(&cab)];
+    env.write_spec("tenants.toml", &format!("{head}{}", all.concat()));
+    assert_code(&tenantctl(&env, &["apply", "--auto-approve"]), 0);
+    env.psql(&format!(
+        "INSERT INTO items VALUES ({}, 'a'), ({}, 'b')",
+        quote_literal(&ta),
+        quote_literal(&tb)
+    ));
+
+    // shell: the table tenant's role with its tenant set; the cache
+    // tenant's redis-cli as its ACL user, held to its prefix.
+    let sql = "SELECT current_user, current_setting('app.tenant_id'), count(*) FROM items";
+    let shell = tenantctl(&env, &["shell", &ta, "--", "-X", "-A", "-t", "-c", sql]);
+    assert_code(&shell, 0);
+    assert_eq!(shell.stdout.trim(), format!("{ta}_user|{ta}|1"));
+    let own_key = format!("{ca}:k");
+    let set = tenantctl(&env, &["shell", &ca, "--", "SET", &own_key, "v"]);
+    assert_code(&set, 0);
+    assert_eq!(set.stdout.trim(), "OK");
+    let whoami = tenantctl(&env, &["shell", &ca, "--", "ACL", "WHOAMI"]);
+    assert_eq!(whoami.stdout.trim(), ca);
+    let other_key = format!("{cab}:k");
+    let denied = tenantctl(&env, &["shell", &ca, "--", "SET", &other_key, "x"]);
+    assert!(denied.stdout.contains("NOPERM"), "{}", denied.stdout);
+    assert!(!denied.both().contains(PASSWORD));
+    env.redis(&["SET", &other_key, "neighbour"]);
+
+    // The table tenant's superuser stays on its tenant's rows even when it
+    // claims another tenant in its session.
+    let admin = format!("{ta}_admin");
+    let made = run(env.cmd().env("SU_PASSWORD", "su-table-1").args([
+        "create-superuser",
+        &ta,
+        "--password-env",
+        "SU_PASSWORD",
+    ]));
+    assert_code(&made, 0);
+    let control = env.control_db();
+    assert_eq!(
+        psql_as(
+            &admin,
+            control,
+            "SELECT string_agg(tenant_id, ',') FROM items"
+        ),
+        Ok(ta.clone())
+    );
+    let claim = format!(
+        "SET app.tenant_id = {}; SELECT count(*) FROM items",
+        quote_literal(&tb)
+    );
+    assert_eq!(psql_as(&admin, control, &claim), Ok("SET\n0".to_string()));
+    let denied = psql_as(&admin, control, "SELECT 1 FROM tenantctl.tenants").unwrap_err();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    // migrate runs the shared migrations once, then secures and grants the
+    // new table.
+    write_migration(
+        &env.dir().join("shared"),
+        "2_orders",
+        "CREATE TABLE orders (tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id', true), total int);",
+    );
+    let migrated = tenantctl(&env, &["migrate", "--all"]);
+    assert_code(&migrated, 0);
+    assert!(
+        migrated
+            .stdout
+            .contains("shared tables in public (2 table tenants): 1 migration applied"),
+        "{}",
+        migrated.stdout
+    );
+    assert!(
+        migrated
+            .stdout
+            .contains("Migrated 2 tenants, 0 up to date, 0 failed.")
+    );
+    assert_eq!(
+        psql_as(
+            &admin,
+            control,
+            "INSERT INTO orders (total) VALUES (5); SELECT count(*) FROM orders"
+        ),
+        Ok("INSERT 0 1\n1".to_string())
+    );
+    assert_eq!(
+        psql_as(
+            &format!("{tb}_user"),
+            control,
+            "SELECT count(*) FROM orders"
+        ),
+        Ok("0".to_string())
+    );
+    let plan = tenantctl(&env, &["plan", "--detailed-exitcode"]);
+    assert_code(&plan, 0);
+
+    // Pruning the table tenant deletes its rows from every shared table and
+    // drops its roles; pruning a cache tenant deletes its ACL user and its
+    // keys, not those of the tenant whose prefix starts the same way.
+    env.write_spec(
+        "tenants.toml",
+        &format!("{head}{}{}", table(&tb), cache(&cab)),
+    );
+    let pruned = tenantctl(&env, &["apply", "--prune", "--auto-approve"]);
+    assert_code(&pruned, 0);
+    assert!(pruned.stdout.contains("2 destroyed"), "{}", pruned.stdout);
+    let rows = "SELECT (SELECT string_agg(tenant_id, ',') FROM items) || '|' || (SELECT count(*) FROM orders)";
+    assert_eq!(env.psql(rows), format!("{tb}|0"));
+    let roles = format!(
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ({}, {})",
+        quote_literal(&admin),
+        quote_literal(&format!("{ta}_user"))
+    );
+    assert_eq!(env.psql(&roles), "0");
+    assert!(!env.redis(&["ACL", "USERS"]).lines().any(|user| user == ca));
+    assert!(env.redis(&["ACL", "USERS"]).lines().any(|user| user == cab));
+    assert_eq!(env.redis(&["EXISTS", &own_key]), "0");
+    assert_eq!(env.redis(&["GET", &other_key]), "neighbour");
+}
