@@ -254,7 +254,7 @@ fn plan_jobs<'a>(
     Ok(jobs)
 }
 
-/// What `plan_jobs` needs besides the registry.
+/// Inputs of `plan_jobs` besides the registry.
 #[derive(Clone, Copy)]
 struct JobOptions<'a> {
     desired: Option<&'a Desired>,
@@ -514,7 +514,7 @@ impl Runner<'_> {
         Ok(applied)
     }
 
-    /// Runs the migrations where the job's location says.
+    /// Runs the migrations in the schema or database of the job's location.
     fn run_pending(
         &self,
         control: &mut diesel::PgConnection,

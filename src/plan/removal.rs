@@ -10,7 +10,7 @@ use crate::spec::model::Isolation;
 use crate::state::location::Location;
 use crate::state::registry::TenantRecord;
 
-/// What the removal of a tenant needs besides its record.
+/// Inputs of a tenant's removal besides its record.
 #[derive(Debug, Clone, Copy)]
 pub struct RemovalContext<'a> {
     /// The control server's `host:port`.
@@ -27,77 +27,44 @@ pub fn tenant_plan(
     superusers: &[String],
     context: RemovalContext<'_>,
 ) -> TenantPlan {
-    let RemovalContext {
-        control_key,
-        column,
-        drop_adopted,
-    } = context;
     let location = Location::of(record);
     let server = location
         .server
         .clone()
-        .unwrap_or_else(|| control_key.to_string());
-    let adopted = |kind: &str, name: &str| {
-        !drop_adopted && record.adopted.contains(&format!("{kind}:{name}"))
+        .unwrap_or_else(|| context.control_key.to_string());
+    let removal = Removal {
+        record,
+        drop_adopted: context.drop_adopted,
     };
-    let detach = |kind: &str, name: &str| Action::Detach {
-        object: format!("{kind}:{name}"),
-    };
-    let mut actions = Vec::new();
-    match (location.isolation, &location.database, &location.schema) {
-        (Some(Isolation::Database), Some(database), _) => {
-            actions.push(if adopted("database", database) {
-                detach("database", database)
-            } else {
-                Action::DropDatabase {
-                    database: database.clone(),
-                    server: server.clone(),
-                }
-            })
-        }
-        (Some(Isolation::Schema), _, Some(schema)) => actions.push(if adopted("schema", schema) {
-            detach("schema", schema)
-        } else {
-            Action::DropSchema {
-                schema: schema.clone(),
-            }
-        }),
-        (Some(Isolation::Table), _, schema) => actions.push(Action::DeleteRows {
-            schema: schema.clone().unwrap_or_else(|| "public".to_string()),
-            column: location
-                .column
-                .clone()
-                .unwrap_or_else(|| column.to_string()),
-        }),
-        _ => {}
-    }
+
+    let mut actions: Vec<Action> = removal
+        .storage(&location, &server, context.column)
+        .into_iter()
+        .collect();
     if let Some(prefix) = &location.prefix {
         actions.push(Action::DeleteKeys {
             prefix: prefix.clone(),
         });
     }
     if let Some(user) = &location.acl_user {
-        actions.push(if adopted("acl_user", user) {
-            detach("acl_user", user)
-        } else {
-            Action::DeleteAclUser { user: user.clone() }
-        });
+        actions.push(
+            removal.drop_or_detach("acl_user", user, || Action::DeleteAclUser {
+                user: user.clone(),
+            }),
+        );
     }
     let roles = superusers
         .iter()
         .map(String::as_str)
         .chain(location.tenant_role());
     for role in roles {
-        actions.push(if adopted("role", role) {
-            detach("role", role)
-        } else {
-            Action::DropRole {
-                role: role.to_string(),
-                server: server.clone(),
-            }
-        });
+        actions.push(removal.drop_or_detach("role", role, || Action::DropRole {
+            role: role.to_string(),
+            server: server.clone(),
+        }));
     }
     actions.push(Action::Unregister);
+
     TenantPlan {
         id: record.id.clone(),
         isolation: location.isolation.unwrap_or(Isolation::Schema),
@@ -106,6 +73,55 @@ pub fn tenant_plan(
         notes: Vec::new(),
         stays_pending: false,
         deferred: Vec::new(),
+    }
+}
+
+/// One tenant's removal, deciding between dropping and detaching.
+struct Removal<'a> {
+    record: &'a TenantRecord,
+    drop_adopted: bool,
+}
+
+impl Removal<'_> {
+    /// Returns the drop action, or a detach when the record marks the
+    /// object (`kind:name`) as adopted and adopted objects are kept.
+    fn drop_or_detach(&self, kind: &str, name: &str, drop: impl FnOnce() -> Action) -> Action {
+        let object = format!("{kind}:{name}");
+        if !self.drop_adopted && self.record.adopted.contains(&object) {
+            Action::Detach { object }
+        } else {
+            drop()
+        }
+    }
+
+    /// Returns the action that removes the tenant's data: its database,
+    /// its schema, or its rows in the shared tables.
+    fn storage(&self, location: &Location, server: &str, column: &str) -> Option<Action> {
+        match (location.isolation, &location.database, &location.schema) {
+            (Some(Isolation::Database), Some(database), _) => {
+                Some(
+                    self.drop_or_detach("database", database, || Action::DropDatabase {
+                        database: database.clone(),
+                        server: server.to_string(),
+                    }),
+                )
+            }
+            (Some(Isolation::Schema), _, Some(schema)) => {
+                Some(
+                    self.drop_or_detach("schema", schema, || Action::DropSchema {
+                        schema: schema.clone(),
+                    }),
+                )
+            }
+            (Some(Isolation::Table), _, schema) => Some(Action::DeleteRows {
+                schema: schema.clone().unwrap_or_else(|| "public".to_string()),
+                column: location
+                    .column
+                    .clone()
+                    .unwrap_or_else(|| column.to_string()),
+            }),
+            _ => None,
+        }
     }
 }
 
