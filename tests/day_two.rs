@@ -49,7 +49,8 @@ macro_rules! assert_redacted_snapshot {
     };
 }
 
-/// A schema tenant with a role and a database tenant, both with a password.
+/// Returns a spec with a schema tenant with a role and a database tenant,
+/// both with a password.
 fn spec(env: &TestEnv) -> String {
     let (schema, database) = (env.id("acme"), env.id("globex"));
     format!(
@@ -631,8 +632,8 @@ fn terminal_prompts_for_superuser_and_destroy() {
     applied(&env);
     let (a, b) = (env.id("acme"), env.id("globex"));
 
-    // create-superuser asks for the name (with a default) and the password,
-    // which is not echoed.
+    // create-superuser prompts for the name (with a default) and the
+    // password, which is not echoed.
     let mut session = spawn_on_terminal(&env, &["create-superuser", &a]);
     session.exp_string("Superuser name for tenant").unwrap();
     session.send_line("").unwrap();
@@ -790,8 +791,8 @@ fn table_and_cache_tenants_day_two() {
     assert_code(&plan, 0);
 
     // Pruning the table tenant deletes its rows from every shared table and
-    // drops its roles; pruning a cache tenant deletes its ACL user and its
-    // keys, not those of the tenant whose prefix starts the same way.
+    // drops its roles. Pruning a cache tenant deletes its ACL user and its
+    // keys, but not those of the tenant whose prefix starts the same way.
     env.write_spec(
         "tenants.toml",
         &format!("{head}{}{}", table(&tb), cache(&cab)),

@@ -17,7 +17,7 @@ fn write_migration(dir: &Path, name: &str, sql: &str) {
     std::fs::write(dir.join(name).join("up.sql"), sql).unwrap();
 }
 
-/// A spec with schema tenants and database tenants that share `mig`.
+/// Returns a spec with schema tenants and database tenants that share `mig`.
 fn spec(env: &TestEnv, schemas: &[&str], databases: &[&str]) -> String {
     let mut text =
         "version = 1\n[defaults]\nmigrations = \"mig\"\nrun_migrations = false\n".to_string();
@@ -325,7 +325,7 @@ fn migrate_killed_midway_resumes() {
     let expected = "1,2,3,4,5,6";
     for name in ["s1", "s2", "s3"] {
         let id = env.id(name);
-        // The table of migration 1 holds no row of its own.
+        // Migration 1 creates the table and inserts no row.
         assert_eq!(runs(&env, &id, false), "2,3,5,6", "tenant {id}");
     }
     for name in ["d1", "d2"] {
@@ -411,8 +411,8 @@ fn migrate_large_registry_from_bulk_reads() {
         )),
         "2"
     );
-    // Generous for a debug build on a busy machine; the release build
-    // answers in about a second.
+    // Generous: a debug build took about 0.5 s on a 2-core machine running
+    // other tests at the same time.
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     let again = env
         .cmd()
