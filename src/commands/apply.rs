@@ -37,6 +37,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
             drop_adopted: args.removal.drop_adopted,
         },
     };
+    let refresh = saved
+        .as_ref()
+        .map_or(args.refresh, |plan| plan.source.refresh);
     let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
     super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
@@ -46,12 +49,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     let lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
         super::report_lock_wait(printer, pid)
     })?;
-    let planned = super::plan::compute(
+    let planned = super::plan::compute_with(
         document,
         desired,
         control_url.clone(),
         &mut control,
         &tenants,
+        refresh,
         removal,
     )?;
     drop(control);

@@ -48,6 +48,7 @@ pub fn plan_source(
         control: db::redact(control_url),
         prune: removal.prune,
         drop_adopted: removal.drop_adopted,
+        refresh: false,
     }
 }
 
@@ -60,6 +61,7 @@ pub fn plan_source_without_spec(control_url: &str) -> PlanSource {
         control: db::redact(control_url),
         prune: false,
         drop_adopted: false,
+        refresh: false,
     }
 }
 
@@ -72,9 +74,35 @@ pub fn compute(
     tenants: &[String],
     removal: Removal,
 ) -> Result<Planned> {
+    compute_with(
+        document,
+        desired,
+        control_url,
+        control,
+        tenants,
+        false,
+        removal,
+    )
+}
+
+/// Reads the state and diffs it against the spec. With `refresh`, it also
+/// reads each database tenant's own migration table.
+pub fn compute_with(
+    document: Document,
+    desired: Desired,
+    control_url: String,
+    control: &mut diesel::PgConnection,
+    tenants: &[String],
+    refresh: bool,
+    removal: Removal,
+) -> Result<Planned> {
     let servers = Servers::resolve(&desired, &control_url)?;
-    let actual = state::inspect(&desired, &servers, control)?;
-    let source = plan_source(&document, &control_url, tenants, removal);
+    let mut actual = state::inspect(&desired, &servers, control)?;
+    if refresh {
+        state::local::refresh(&desired, &servers, &mut actual, control, tenants)?;
+    }
+    let mut source = plan_source(&document, &control_url, tenants, removal);
+    source.refresh = refresh;
     let plan = diff(DiffContext {
         desired: &desired,
         actual: &actual,
@@ -105,12 +133,13 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
         prune: args.removal.prune,
         drop_adopted: args.removal.drop_adopted,
     };
-    let planned = compute(
+    let planned = compute_with(
         document,
         desired,
         control_url,
         &mut control,
         &args.tenants,
+        args.refresh,
         removal,
     )?;
     if args.json {

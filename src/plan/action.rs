@@ -240,6 +240,10 @@ pub struct PlanSource {
     /// Whether removal drops adopted objects instead of detaching them.
     #[serde(default)]
     pub drop_adopted: bool,
+    /// Whether the plan also read each database tenant's own migration
+    /// table (`plan --refresh`); applying the saved plan reads it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
 }
 
 /// The work on the shared tables of table tenants, applied once before any

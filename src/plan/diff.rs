@@ -9,6 +9,7 @@ use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, SharedPlan, TenantChange, TenantPlan, Undeclared,
 };
 use super::pending::Drift;
+use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
 use crate::acl::DesiredUser;
 use crate::spec::desired::{Desired, DesiredTenant, RoleTarget};
@@ -294,6 +295,39 @@ impl TenantPlanner<'_> {
                 .unwrap_or("no error was recorded");
             self.notes.push(format!("the last apply failed: {error}"));
         }
+        // Last, so its notes change no action, not even MarkReady.
+        self.plan_refresh();
+    }
+
+    /// Compares the tenant's own migration records with the registry's
+    /// when `plan --refresh` read them.
+    fn plan_refresh(&mut self) {
+        let Some(local) = &self.actual.local else {
+            return;
+        };
+        let id = &self.tenant.id;
+        if let Some(schema) = &self.tenant.schema {
+            let exists = self.actual.control.schemas.contains_key(&schema.name);
+            let recorded = self.actual.registry.applied.get(id).map_or(0, |s| s.count);
+            self.notes
+                .extend(refresh::schema_note(id, &schema.name, exists, recorded));
+        }
+        let (Some(database), Some(records)) = (&self.tenant.database, local.get(id)) else {
+            return;
+        };
+        let pending = self.actions.iter().find_map(|action| match action {
+            Action::RunMigrations { migrations } => Some(migrations.as_slice()),
+            _ => None,
+        });
+        let notes = refresh::database_notes(&DatabaseRecords {
+            tenant: id,
+            database: &database.name,
+            set: self.tenant.migrations.as_deref(),
+            recorded: &self.recorded_migrations(),
+            local: records,
+            pending: pending.unwrap_or_default(),
+        });
+        self.notes.extend(notes);
     }
 
     /// Returns whether an existing object (`kind:name`) is adopted rather
@@ -578,25 +612,34 @@ impl TenantPlanner<'_> {
         if !self.tenant.run_migrations {
             return;
         }
-        let comparison = super::pending::compare_recorded(
-            set,
-            self.actual.registry.applied.contains_key(&self.tenant.id),
-            self.actual
-                .applied_details
-                .get(&self.tenant.id)
-                .map(Vec::as_slice),
-        );
-        self.notes
-            .extend(drift_notes(&comparison.drift, "migration"));
-        let pending: Vec<String> = comparison
-            .pending
-            .iter()
-            .map(|migration| migration.name.clone())
-            .collect();
+        let applied = self.recorded_migrations();
+        let pending = pending_migrations(set, &applied, "migration", &mut self.notes);
         if !pending.is_empty() {
             self.actions.push(Action::RunMigrations {
                 migrations: pending,
             });
+        }
+    }
+
+    /// Returns the (version, checksum) of each migration the registry
+    /// records for the tenant. The bulk read lists them only when their
+    /// summary differs from the tenant's migration set. Otherwise the set
+    /// is the list.
+    fn recorded_migrations(&self) -> Vec<(String, String)> {
+        let id = &self.tenant.id;
+        if let Some(list) = self.actual.applied_details.get(id) {
+            return list.clone();
+        }
+        match (
+            &self.tenant.migrations,
+            self.actual.registry.applied.get(id),
+        ) {
+            (Some(set), Some(_)) => set
+                .migrations
+                .iter()
+                .map(|m| (m.version.clone(), m.checksum.clone()))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
