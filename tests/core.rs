@@ -181,7 +181,7 @@ fn validate_reports_each_rule() {
         .args(["validate", "-f", "-", "--format", "yaml"])
         .write_stdin(yaml));
     assert_code(&output, 0);
-    assert_eq!(output.stdout, "<stdin> is valid: 1 tenants.\n");
+    assert_eq!(output.stdout, "<stdin> is valid: 1 tenant.\n");
 }
 
 #[test]

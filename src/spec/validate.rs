@@ -53,6 +53,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a tenant's display name: any text without control characters,
+/// which would garble the plan on a terminal, and which PostgreSQL cannot
+/// store when it is NUL.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    match name.chars().find(|c| c.is_control()) {
+        Some(bad) => Err(format!(
+            "it contains the control character {bad:?}; names are shown in plans and stored in the registry"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn schema_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
@@ -473,7 +485,13 @@ impl<'a> Builder<'a> {
             }
         };
         let name = match &tenant.name {
-            Some(name) if !name.trim().is_empty() => name.clone(),
+            Some(name) if !name.trim().is_empty() => {
+                if let Err(reason) = check_display_name(name) {
+                    let message = format!("invalid tenant name {name:?}: {reason}");
+                    self.error(&format!("{pointer}/name"), message);
+                }
+                name.clone()
+            }
             _ => {
                 self.missing.push(MissingValue::new(
                     self.document,
@@ -1002,6 +1020,32 @@ mod tests {
         assert!(check_name(&"a".repeat(63)).is_ok());
         assert!(check_name(&"a".repeat(64)).is_err());
         assert!(check_name(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn tenant_names_with_control_characters_rejected() {
+        for (name, shown) in [("A\\u0000B", "'\\0'"), ("\\u001b[31mRed", "'\\u{1b}'")] {
+            let text = format!(
+                "version = 1\n[[tenants]]\nid = \"acme\"\nname = \"{name}\"\nisolation = \"schema\"\n"
+            );
+            let document = crate::spec::load::parse_bytes(
+                "t.toml",
+                None,
+                ".".into(),
+                crate::spec::load::Format::Toml,
+                text.into_bytes(),
+            )
+            .expect("the spec parses");
+            let options = ValidateOptions {
+                missing_is_error: true,
+            };
+            let errors = validate(&document, options).expect_err("the name was accepted");
+            let message = errors.to_string();
+            assert!(message.contains("invalid tenant name"), "{message}");
+            assert!(message.contains(shown), "{message}");
+            assert!(message.contains("t.toml:4:1"), "{message}");
+        }
+        assert!(check_display_name("Créé \"quoted\" 'x'").is_ok());
     }
 
     #[test]
