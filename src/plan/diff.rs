@@ -351,10 +351,23 @@ impl TenantPlanner<'_> {
             None => self.actions.push(Action::CreateRole {
                 role: role.name.clone(),
             }),
-            Some(_) => {
+            Some(info) => {
                 if self.adopts("role", &role.name) {
                     self.actions.push(Action::AdoptRole {
                         role: role.name.clone(),
+                    });
+                }
+                let mut reasons = Vec::new();
+                if info.superuser {
+                    reasons.push("it is a superuser".to_string());
+                }
+                if info.bypass_rls {
+                    reasons.push("it has BYPASSRLS".to_string());
+                }
+                if !reasons.is_empty() {
+                    self.actions.push(Action::RestrictRole {
+                        role: role.name.clone(),
+                        reasons,
                     });
                 }
                 if let (Some(password), Some(verifiers)) = (&role.password, &catalog.verifiers) {
