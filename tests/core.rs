@@ -953,6 +953,42 @@ fn apply_lock_and_connection_settings() {
         unknown.stderr
     );
 
+    // With --tenant, another tenant's unset password is not needed.
+    let other = env.id("other_db");
+    let partial = format!(
+        "version = 1\n{}isolation = \"schema\"\n{}",
+        schema_tenant(&tenant, "Locked"),
+        database_tenant(&other, "Other", true)
+    );
+    env.write_spec("partial.toml", &partial);
+    let everything = run(env
+        .cmd()
+        .env_remove(PASSWORD_VAR)
+        .args(["plan", "-f", "partial.toml"]));
+    assert_code(&everything, 1);
+    assert!(
+        everything.stderr.contains(PASSWORD_VAR),
+        "{}",
+        everything.stderr
+    );
+    let selected = run(env.cmd().env_remove(PASSWORD_VAR).args([
+        "plan",
+        "-f",
+        "partial.toml",
+        "--tenant",
+        &tenant,
+    ]));
+    assert!(
+        !selected.stderr.contains(PASSWORD_VAR),
+        "{}",
+        selected.stderr
+    );
+    assert!(
+        selected.stdout.contains(&format!("tenant \"{tenant}\"")),
+        "{}",
+        selected.stdout
+    );
+
     // The spec's control URL counts only without flag and environment.
     let in_spec = format!(
         "version = 1\n[control]\ndatabase_url = \"{}\"\n{}isolation = \"schema\"\n",

@@ -879,7 +879,11 @@ impl<'a> Builder<'a> {
             }
             return None;
         };
+        let errors_before = self.errors.len();
         self.note_literal(source, pointer);
+        if self.errors.len() > errors_before {
+            return None;
+        }
         match source.resolve(&self.document.base_dir) {
             Ok(secret) => Some(secret),
             Err(problem) => {
@@ -893,7 +897,26 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Warns about a literal secret, and reports an `env` or `file`
+    /// reference that cannot name anything.
     fn note_literal(&mut self, source: &SecretSource, pointer: &str) {
+        match source {
+            SecretSource::Env { env } if !is_env_name(env) => {
+                self.error(
+                    &format!("{pointer}/env"),
+                    format!("invalid environment variable name {env:?}"),
+                )
+                .notes
+                .push("  hint: use letters, digits and `_`, not starting with a digit, such as ACME_DB_PASSWORD".to_string());
+            }
+            SecretSource::File { file } if file.trim().is_empty() => {
+                self.error(
+                    &format!("{pointer}/file"),
+                    "invalid secret file path \"\": it is empty",
+                );
+            }
+            _ => {}
+        }
         if source.is_literal() {
             let position = self.document.position(pointer);
             self.warnings.push(format!(
@@ -981,6 +1004,15 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a string is a portable environment variable name.
+fn is_env_name(name: &str) -> bool {
+    let mut characters = name.chars();
+    characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && characters.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Resolves a spec-relative path.
 pub fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
     let path = Path::new(path);
@@ -1055,6 +1087,15 @@ mod tests {
         assert!(check_prefix("acme").is_err());
         assert!(check_prefix("ac*me:").is_err());
         assert!(check_prefix(":").is_err());
+    }
+
+    #[test]
+    fn env_names_checked() {
+        assert!(is_env_name("ACME_DB_PASSWORD"));
+        assert!(is_env_name("_x1"));
+        assert!(!is_env_name(""));
+        assert!(!is_env_name("A B"));
+        assert!(!is_env_name("1A"));
     }
 
     #[test]
