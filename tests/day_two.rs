@@ -431,6 +431,38 @@ fn shell_and_exec_run_in_tenant_context() {
     );
 }
 
+/// A tenant that names the schema or role of a registered tenant removed
+/// from the spec must not adopt it: pruning that tenant would then drop the
+/// schema under both.
+#[test]
+fn declared_tenant_cannot_take_another_registered_tenants_objects() {
+    let env = TestEnv::new();
+    applied(&env);
+    let (acme, globex, thief) = (env.id("acme"), env.id("globex"), env.id("thief"));
+    env.write_spec(
+        "tenants.toml",
+        &format!(
+            "version = 1\n[defaults]\nmigrations = \"mig\"\n\
+             [[tenants]]\nid = \"{thief}\"\nname = \"Thief\"\nisolation = \"schema\"\n\
+             [tenants.schema]\nname = \"{acme}\"\nuser = \"{globex}_owner\"\npassword = {{ env = \"{PASSWORD_VAR}\" }}\n"
+        ),
+    );
+    let plan = tenantctl(&env, &["plan"]);
+    assert_code(&plan, 0);
+    for object in [
+        format!("schema \"{acme}\" belongs to tenant \"{acme}\" in the registry"),
+        format!("role \"{globex}_owner\" on 127.0.0.1:5432 belongs to tenant \"{globex}\""),
+    ] {
+        assert!(plan.stdout.contains(&object), "{}", plan.stdout);
+    }
+    assert!(!plan.stdout.contains("adopted"), "{}", plan.stdout);
+    assert_code(&tenantctl(&env, &["apply", "--auto-approve"]), 0);
+    assert_eq!(
+        env.psql("SELECT string_agg(id, ',' ORDER BY id) FROM tenantctl.tenants"),
+        format!("{acme},{globex}")
+    );
+}
+
 #[test]
 fn prune_and_destroy_remove_only_what_tenantctl_made() {
     let env = TestEnv::new();

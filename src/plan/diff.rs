@@ -8,6 +8,7 @@ use serde_json::json;
 use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, SharedPlan, TenantChange, TenantPlan, Undeclared,
 };
+use super::claims::Claims;
 use super::pending::Drift;
 use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
@@ -89,6 +90,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             )
         })
     });
+    let claims = Claims::of(&actual.registry, &servers.control_key);
     let mut tenants = Vec::new();
     for tenant in desired.tenants.iter().filter(|tenant| selected(&tenant.id)) {
         let record = actual.registry.tenants.get(&tenant.id);
@@ -98,6 +100,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             actual,
             servers,
             desired,
+            claims: &claims,
             shared_changes,
             actions: Vec::new(),
             notes: Vec::new(),
@@ -263,6 +266,7 @@ struct TenantPlanner<'a> {
     actual: &'a Actual,
     servers: &'a Servers,
     desired: &'a Desired,
+    claims: &'a Claims,
     /// Whether the shared plan creates the shared schema or runs shared
     /// migrations, so table tenants' roles need their grants again.
     shared_changes: bool,
@@ -275,6 +279,14 @@ struct TenantPlanner<'a> {
 
 impl TenantPlanner<'_> {
     fn plan(&mut self) {
+        let conflicts = self
+            .claims
+            .conflicts(self.tenant, &self.servers.control_key);
+        if !conflicts.is_empty() {
+            self.notes.extend(conflicts);
+            self.blocked = true;
+            return;
+        }
         match self.tenant.isolation {
             Isolation::Database => self.plan_database(),
             Isolation::Schema => self.plan_schema(),
