@@ -96,6 +96,16 @@ fn list_and_show_from_registry_and_spec() {
     assert_eq!(rows[0]["migrations_pending"], 1);
     assert_eq!(rows[0]["status"], "ready");
 
+    let unmatched = tenantctl(&env, &["list", "--status", "failed"]);
+    assert_code(&unmatched, 0);
+    assert!(
+        unmatched
+            .stderr
+            .contains("No tenants match the filters (2 registered)."),
+        "{}",
+        unmatched.stderr
+    );
+
     // Without the spec only the registry speaks: pending is unknown.
     let bare = run(env
         .cmd()
