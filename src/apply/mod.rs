@@ -44,7 +44,7 @@ pub struct ApplyContext<'a> {
     pub printer: &'a Printer,
 }
 
-/// How a tenant's apply ended.
+/// Counts of how tenants ended in one apply.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Outcome {
     pub created: usize,

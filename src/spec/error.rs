@@ -35,7 +35,7 @@ impl SpecError {
         }
     }
 
-    /// Adds a `hint:` line that says what to do next.
+    /// Adds a `hint:` line that tells the user what to do next.
     pub fn with_hint(mut self, hint: impl Into<String>) -> SpecError {
         self.notes.push(format!("  hint: {}", hint.into()));
         self

@@ -21,7 +21,7 @@ pub struct Spec {
     /// URL of an editor's JSON Schema for this file; ignored by tenantctl.
     #[serde(rename = "$schema", default)]
     pub schema: Option<String>,
-    /// The control database, which holds the registry in schema `tenantctl`
+    /// The control database, which contains the registry in schema `tenantctl`
     /// and the schemas of schema tenants.
     #[serde(default)]
     pub control: Control,
@@ -245,7 +245,7 @@ pub struct CacheSection {
 pub enum SecretSource {
     /// The secret itself (discouraged).
     Literal(String),
-    /// The name of an environment variable that holds the secret.
+    /// The name of an environment variable that contains the secret.
     Env {
         /// Environment variable name.
         env: String,

@@ -138,7 +138,7 @@ pub struct AppliedSummary {
     pub digest: String,
 }
 
-/// Everything the registry holds that plan needs, read in a fixed number of
+/// The registry contents that plan needs, read in a fixed number of
 /// queries.
 #[derive(Debug, Default)]
 pub struct RegistryState {
