@@ -66,66 +66,8 @@ pub fn apply(
         name: database.owner.clone(),
         password: database.password.clone(),
     };
-    let needs_admin = tenant_plan.actions.iter().any(|action| {
-        matches!(
-            action,
-            Action::CreateRole { .. }
-                | Action::SetPassword { .. }
-                | Action::AdoptRole { .. }
-                | Action::CreateDatabase { .. }
-                | Action::RestrictConnect { .. }
-        )
-    });
-    if needs_admin {
-        let pool = context.server_pool(&key)?;
-        let mut admin = pool
-            .get()
-            .map_err(|error| TenantError::new("connect", format!("server {key}: {error}")))?;
-        for action in &tenant_plan.actions {
-            match action {
-                Action::CreateRole { .. } => create_role(&mut admin, &context.current_role, &role)?,
-                Action::SetPassword { .. } => set_password(&mut admin, &role)?,
-                Action::AdoptRole { role } => {
-                    ensure_membership(&mut admin, &context.current_role, role)?
-                }
-                Action::CreateDatabase {
-                    database: name,
-                    owner,
-                    template,
-                    ..
-                } => {
-                    let from = template
-                        .as_ref()
-                        .map(|t| format!(" TEMPLATE {} STRATEGY FILE_COPY", quote_ident(t)))
-                        .unwrap_or_default();
-                    execute(
-                        &mut admin,
-                        &format!("create database {name}"),
-                        &format!(
-                            "CREATE DATABASE {} OWNER {}{from}",
-                            quote_ident(name),
-                            quote_ident(owner)
-                        ),
-                    )?;
-                    report.push(format!("✓ Database '{name}' created"));
-                }
-                Action::RestrictConnect {
-                    database: name,
-                    role,
-                    ..
-                } => execute(
-                    &mut admin,
-                    &format!("restrict connect on {name}"),
-                    &format!(
-                        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
-                        db = quote_ident(name),
-                        role = quote_ident(role)
-                    ),
-                )?,
-                _ => {}
-            }
-        }
-    }
+    admin_actions(context, &key, &role, tenant_plan, &mut report)
+        .map_err(|error| error.at_server(&key))?;
 
     for action in &tenant_plan.actions {
         if let Action::RunMigrations { migrations } = action {
@@ -139,7 +81,8 @@ pub fn apply(
                 .get(&key)
                 .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?
                 .admin_url;
-            let applied = run_migrations(admin_url, database, &pending)?;
+            let applied = run_migrations(admin_url, database, &pending)
+                .map_err(|error| error.at_server(&key))?;
             registry::record_migrations(
                 &mut control,
                 &tenant.id,
@@ -156,6 +99,79 @@ pub fn apply(
     finish(&mut control, context, tenant, tenant_plan, status)?;
     report.push(ready_line(status));
     Ok((report, status))
+}
+
+/// Runs the actions that need the server's admin connection: role, database
+/// and CONNECT privilege.
+fn admin_actions(
+    context: &ApplyContext<'_>,
+    key: &str,
+    role: &RoleTarget,
+    tenant_plan: &TenantPlan,
+    report: &mut Report,
+) -> Result<(), TenantError> {
+    let needs_admin = tenant_plan.actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::CreateRole { .. }
+                | Action::SetPassword { .. }
+                | Action::AdoptRole { .. }
+                | Action::CreateDatabase { .. }
+                | Action::RestrictConnect { .. }
+        )
+    });
+    if !needs_admin {
+        return Ok(());
+    }
+    let pool = context.server_pool(key)?;
+    let mut admin = pool
+        .get()
+        .map_err(|error| TenantError::new("connect", format!("server {key}: {error}")))?;
+    for action in &tenant_plan.actions {
+        match action {
+            Action::CreateRole { .. } => create_role(&mut admin, &context.current_role, role)?,
+            Action::SetPassword { .. } => set_password(&mut admin, role)?,
+            Action::AdoptRole { role } => {
+                ensure_membership(&mut admin, &context.current_role, role)?
+            }
+            Action::CreateDatabase {
+                database: name,
+                owner,
+                template,
+                ..
+            } => {
+                let from = template
+                    .as_ref()
+                    .map(|t| format!(" TEMPLATE {} STRATEGY FILE_COPY", quote_ident(t)))
+                    .unwrap_or_default();
+                execute(
+                    &mut admin,
+                    &format!("create database {name}"),
+                    &format!(
+                        "CREATE DATABASE {} OWNER {}{from}",
+                        quote_ident(name),
+                        quote_ident(owner)
+                    ),
+                )?;
+                report.push(format!("✓ Database '{name}' created"));
+            }
+            Action::RestrictConnect {
+                database: name,
+                role,
+                ..
+            } => execute(
+                &mut admin,
+                &format!("restrict connect on {name}"),
+                &format!(
+                    "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+                    db = quote_ident(name),
+                    role = quote_ident(role)
+                ),
+            )?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Runs migrations inside the tenant database as the tenant role; returns

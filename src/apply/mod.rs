@@ -37,12 +37,16 @@ pub struct ApplyContext<'a> {
 }
 
 /// How a tenant's apply ended.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub created: usize,
     pub changed: usize,
     pub failed: usize,
     pub pending: usize,
+    /// Tenants left alone because a server was lost first.
+    pub not_started: usize,
+    /// The server whose connection was lost, and the error, when one was.
+    pub lost: Option<(String, String)>,
 }
 
 /// A tenant's failure: the step and the server's message.
@@ -50,6 +54,9 @@ pub struct Outcome {
 pub struct TenantError {
     pub step: String,
     pub message: String,
+    /// `host:port` of the database server the failing step talked to, when
+    /// it is not the control server.
+    pub server: Option<String>,
 }
 
 impl TenantError {
@@ -57,7 +64,35 @@ impl TenantError {
         TenantError {
             step: step.into(),
             message: message.to_string().trim().to_string(),
+            server: None,
         }
+    }
+
+    /// Names the database server the failing step talked to.
+    pub fn at_server(mut self, key: &str) -> TenantError {
+        self.server.get_or_insert_with(|| key.to_string());
+        self
+    }
+
+    /// Whether the failure is the loss of a server rather than a problem of
+    /// this tenant: the connection was closed or refused, or the server is
+    /// shutting down or starting up. libpq and PostgreSQL 15 report these
+    /// only as text, so the text is matched.
+    pub fn is_connection_lost(&self) -> bool {
+        const SIGNS: &[&str] = &[
+            "terminating connection",
+            "server closed the connection",
+            "connection refused",
+            "could not connect",
+            "no connection to the server",
+            "the database system is",
+            "timed out waiting for connection",
+            "broken pipe",
+            "connection reset",
+            "lost synchronization with server",
+        ];
+        let message = self.message.to_lowercase();
+        SIGNS.iter().any(|sign| message.contains(sign))
     }
 }
 
@@ -107,22 +142,39 @@ pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
         .filter(|tenant| !tenant.actions.is_empty())
         .collect();
     let workers = (context.parallelism as usize).clamp(1, tenants.len().max(1));
+    let started = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 loop {
+                    // A lost server stops the run: the tenants not started
+                    // yet are left untouched for the next apply.
+                    if outcome_lost(&outcome) {
+                        break;
+                    }
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(tenant_plan) = tenants.get(index) else {
                         break;
                     };
+                    started.fetch_add(1, Ordering::Relaxed);
                     run_one(context, tenant_plan, &outcome);
                 }
             });
         }
     });
-    Ok(outcome
+    let mut outcome = outcome
         .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    outcome.not_started = tenants.len() - started.into_inner();
+    Ok(outcome)
+}
+
+fn outcome_lost(outcome: &Mutex<Outcome>) -> bool {
+    outcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .lost
+        .is_some()
 }
 
 fn run_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex<Outcome>) {
@@ -160,6 +212,13 @@ fn run_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex
         }
         Err(error) => {
             counts.failed += 1;
+            if error.is_connection_lost() && counts.lost.is_none() {
+                let server = error
+                    .server
+                    .clone()
+                    .unwrap_or_else(|| context.servers.control_key.clone());
+                counts.lost = Some((server, error.to_string()));
+            }
             drop(counts);
             tracing::info!(error = %error, "tenant failed");
             record_failure(context, tenant, tenant_plan, &error);

@@ -42,11 +42,16 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
 
-    let lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
+    let mut lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
         let holder = pid
             .map(|pid| format!(" (held by server process {pid})"))
             .unwrap_or_default();
         printer.error(&format!("Waiting for the apply lock{holder}..."));
+    })?;
+    lock.wait_for_leftovers(args.lock_timeout, |busy| {
+        printer.error(&format!(
+            "Waiting for {busy} statements of an interrupted apply to finish..."
+        ));
     })?;
     let planned = super::plan::compute(
         document,
@@ -73,6 +78,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     }
 
     printer.out(&render::to_text(&planned.plan));
+    super::refuse_plan_errors(&planned.plan)?;
     if !planned.plan.has_changes() {
         lock.release();
         return Ok(0);
@@ -103,6 +109,15 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     printer.out("\n");
     let outcome = execute(&context, &planned.plan)?;
     lock.release();
+    if let Some((server, error)) = &outcome.lost {
+        return Err(Error::with_hint(
+            format!(
+                "lost database server {server} during apply: {error}\n  {} tenants failed, {} were not started and are untouched",
+                outcome.failed, outcome.not_started
+            ),
+            "check that the server runs, then run tenantctl apply again: it finishes what was started",
+        ));
+    }
     let pending = if outcome.pending > 0 {
         format!(", {} pending", outcome.pending)
     } else {

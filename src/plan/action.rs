@@ -135,6 +135,10 @@ pub struct TenantPlan {
     /// Remarks shown under the tenant, such as a role that cannot be checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Privileges the connecting role lacks for these actions; a plan with
+    /// any is refused before anything changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// A registry tenant that the spec no longer declares. It is kept.
@@ -178,6 +182,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether some action cannot be carried out by the connecting role.
+    pub fn has_errors(&self) -> bool {
+        self.tenants.iter().any(|tenant| !tenant.errors.is_empty())
+    }
+
+    /// Returns every error of the plan, each after its tenant id.
+    pub fn errors(&self) -> Vec<String> {
+        self.tenants
+            .iter()
+            .flat_map(|tenant| {
+                tenant
+                    .errors
+                    .iter()
+                    .map(move |error| format!("tenant {}: {error}", tenant.id))
+            })
+            .collect()
+    }
+
     /// Whether applying the plan would change anything.
     pub fn has_changes(&self) -> bool {
         self.tenants.iter().any(|tenant| !tenant.actions.is_empty())

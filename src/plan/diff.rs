@@ -8,6 +8,7 @@ use serde_json::json;
 use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, TenantChange, TenantPlan, Undeclared,
 };
+use super::privileges::{self, Rights};
 use crate::spec::desired::{Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::sql::scram_matches;
@@ -88,7 +89,8 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             blocked: false,
         };
         planner.plan();
-        if !planner.actions.is_empty() || !planner.notes.is_empty() {
+        let errors = planner.check_privileges();
+        if !planner.actions.is_empty() || !planner.notes.is_empty() || !errors.is_empty() {
             tenants.push(TenantPlan {
                 id: tenant.id.clone(),
                 isolation: tenant.isolation,
@@ -99,6 +101,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
                 },
                 actions: planner.actions,
                 notes: planner.notes,
+                errors,
             });
         }
     }
@@ -183,6 +186,24 @@ impl TenantPlanner<'_> {
             self.plan_migrations();
         }
         self.plan_registry();
+    }
+
+    /// Lists the privileges the connecting role lacks for this tenant's
+    /// actions, on the server that holds the tenant's roles.
+    fn check_privileges(&self) -> Vec<String> {
+        let key = match &self.tenant.database {
+            Some(database) => server_key(database, &self.servers.control_key),
+            None => self.servers.control_key.clone(),
+        };
+        let Some(Ok(server)) = self.actual.servers.get(&key) else {
+            return Vec::new();
+        };
+        let rights = Rights {
+            server,
+            server_key: &key,
+            control: &self.actual.control,
+        };
+        privileges::check(&self.actions, &rights)
     }
 
     fn registered(&self) -> bool {

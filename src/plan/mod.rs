@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod diff;
+pub mod privileges;
 pub mod render;
 
 pub use action::{Action, Plan, TenantPlan};

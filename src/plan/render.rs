@@ -22,7 +22,7 @@ pub fn describe(action: &Action) -> String {
     match action {
         Action::CreateRole { role } => format!("role \"{role}\" (login, password (sensitive))"),
         Action::AdoptRole { role } => format!("role \"{role}\" (exists; adopted, not recreated)"),
-        Action::SetPassword { role } => format!("role \"{role}\" password (sensitive)"),
+        Action::SetPassword { role } => format!("password (sensitive) of role \"{role}\""),
         Action::CreateDatabase {
             database,
             owner,
@@ -108,6 +108,9 @@ pub fn to_text(plan: &Plan) -> String {
         }
         for note in &tenant.notes {
             let _ = writeln!(out, "  ! {note}");
+        }
+        for error in &tenant.errors {
+            let _ = writeln!(out, "  ✗ {error}");
         }
         out.push('\n');
     }

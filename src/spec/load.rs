@@ -287,6 +287,7 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         .into());
     }
 
+    document.positions = std::mem::take(&mut locator.positions);
     let mut errors = Vec::new();
     for (pointer, text) in &locator.ambiguous {
         errors.push(
@@ -300,7 +301,6 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
                 )),
         );
     }
-    document.positions = locator.positions;
     document.value = match yaml_to_json(parsed, "") {
         Ok(value) => value,
         Err((pointer, message)) => {

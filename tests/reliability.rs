@@ -1,0 +1,525 @@
+//! Reliability and security of apply against real servers: SIGKILL at random
+//! moments, a server restarted mid-apply, concurrent runs, least privilege
+//! and secrets.
+//!
+//! The crash test's long version runs with
+//! `cargo test --test reliability -- --ignored crash_long`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{PrivatePostgres, TestEnv, quote_ident, quote_literal};
+
+/// Environment variable that carries the tenant passwords of these specs.
+const PASSWORD_ENV: &str = "RELIABILITY_TENANT_PASSWORD";
+const PASSWORD: &str = "Rel-pw-5c2e9a41";
+
+/// Where the servers of one run are: the shared ones through a TestEnv, or a
+/// private PostgreSQL server.
+struct Target<'a> {
+    env: &'a TestEnv,
+    /// Port of the PostgreSQL server that holds the control database.
+    port: u16,
+    control_db: String,
+}
+
+impl Target<'_> {
+    fn shared(env: &TestEnv) -> Target<'_> {
+        Target {
+            env,
+            port: support::PG_PORT,
+            control_db: env.control_db().to_string(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            self.port, self.control_db
+        )
+    }
+
+    fn psql_db(&self, db: &str, sql: &str) -> String {
+        psql(self.port, "postgres", db, sql)
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        self.psql_db(&self.control_db, sql)
+    }
+
+    /// Builds a tenantctl command (not yet started) against this target.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("tenantctl"));
+        command
+            .args(args)
+            .env("TENANTCTL_DATABASE_URL", self.url())
+            .env(PASSWORD_ENV, PASSWORD)
+            .env("NO_COLOR", "1")
+            .env("CI", "true")
+            .env_remove("TENANTCTL_REDIS_URL")
+            .env_remove("RUST_LOG")
+            .current_dir(self.env.dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("tenantctl runs")
+    }
+}
+
+/// Runs SQL with psql as `user`; panics with psql's stderr on failure.
+fn psql(port: u16, user: &str, db: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user])
+        .args(["-d", db, "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql failed on port {port}, database {db}: {}\nSQL: {sql}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The tenants of one spec, as the checks need them.
+#[derive(Clone, Debug)]
+struct Layout {
+    /// (tenant id, database name, owner role) of database tenants.
+    databases: Vec<(String, String, String)>,
+    /// (tenant id, schema name, role) of schema tenants.
+    schemas: Vec<(String, String, String)>,
+}
+
+impl Layout {
+    fn new(env: &TestEnv, databases: usize, schemas: usize) -> Layout {
+        Layout {
+            databases: (0..databases)
+                .map(|i| {
+                    let id = env.id(&format!("d{i}"));
+                    (id.clone(), format!("{id}_db"), format!("{id}_owner"))
+                })
+                .collect(),
+            schemas: (0..schemas)
+                .map(|i| {
+                    let id = env.id(&format!("s{i}"));
+                    (id.clone(), format!("{id}_sch"), format!("{id}_user"))
+                })
+                .collect(),
+        }
+    }
+
+    fn ids(&self) -> BTreeSet<String> {
+        self.databases
+            .iter()
+            .chain(&self.schemas)
+            .map(|(id, _, _)| id.clone())
+            .collect()
+    }
+
+    fn roles(&self) -> BTreeSet<String> {
+        self.databases
+            .iter()
+            .chain(&self.schemas)
+            .map(|(_, _, role)| role.clone())
+            .collect()
+    }
+
+    /// Writes the migrations and the spec; returns the spec's path.
+    fn write(&self, env: &TestEnv, migration_sleep: f64) -> PathBuf {
+        write_migrations(env, migration_sleep);
+        let mut spec = String::from("version = 1\n\n[defaults]\nmigrations = \"migrations\"\n\n");
+        for (id, database, owner) in &self.databases {
+            spec.push_str(&format!(
+                "[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\nisolation = \"database\"\n\
+                 database = {{ name = \"{database}\", user = \"{owner}\", password = {{ env = \"{PASSWORD_ENV}\" }} }}\n\n"
+            ));
+        }
+        for (id, schema, user) in &self.schemas {
+            spec.push_str(&format!(
+                "[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\nisolation = \"schema\"\n\
+                 schema = {{ name = \"{schema}\", user = \"{user}\", password = {{ env = \"{PASSWORD_ENV}\" }} }}\n\n"
+            ));
+        }
+        env.write_spec("tenants.toml", &spec)
+    }
+}
+
+/// Three migrations; the second and third insert a row, so a migration that
+/// ran twice shows up as a third row (or fails on its CREATE TABLE).
+fn write_migrations(env: &TestEnv, sleep: f64) {
+    env.write_spec(
+        "migrations/001_items/up.sql",
+        "CREATE TABLE items (id int PRIMARY KEY, note text);\n",
+    );
+    env.write_spec(
+        "migrations/002_runs/up.sql",
+        "CREATE TABLE runs (n int NOT NULL);\nINSERT INTO runs VALUES (2);\n",
+    );
+    env.write_spec(
+        "migrations/003_index/up.sql",
+        &format!(
+            "SELECT pg_sleep({sleep});\nCREATE INDEX items_note ON items (note);\nINSERT INTO runs VALUES (3);\n"
+        ),
+    );
+}
+
+/// Asserts that the servers hold exactly what the layout declares, every
+/// tenant ready with each migration applied exactly once, and that plan has
+/// nothing left to do.
+fn assert_converged(target: &Target<'_>, layout: &Layout, context: &str) {
+    let plan = target.run(&["plan", "--detailed-exitcode", "--no-input"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{context}: plan is not empty\n{}",
+        text(&plan)
+    );
+
+    let prefix = quote_literal(target.env.prefix());
+    let registry = target.psql(
+        "SELECT string_agg(id || ':' || status || ':' || (last_error IS NULL), ',' ORDER BY id) \
+         FROM tenantctl.tenants",
+    );
+    let expected: Vec<String> = layout
+        .ids()
+        .into_iter()
+        .map(|id| format!("{id}:ready:true"))
+        .collect();
+    assert_eq!(registry, expected.join(","), "{context}: registry");
+    let counts = target.psql(
+        "SELECT count(*) FILTER (WHERE n <> 3) FROM (SELECT count(*) AS n FROM tenantctl.tenant_migrations GROUP BY tenant_id) c",
+    );
+    assert_eq!(counts, "0", "{context}: a tenant lacks a migration record");
+
+    for (id, database, owner) in &layout.databases {
+        let actual_owner = target.psql_db(
+            "postgres",
+            &format!(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {}",
+                quote_literal(database)
+            ),
+        );
+        assert_eq!(&actual_owner, owner, "{context}: owner of {database}");
+        let runs = target.psql_db(
+            database,
+            "SELECT string_agg(n::text, ',' ORDER BY n) FROM runs",
+        );
+        assert_eq!(runs, "2,3", "{context}: migrations of {id}");
+        let local = target.psql_db(database, "SELECT count(*) FROM tenantctl.migrations");
+        assert_eq!(local, "3", "{context}: local migration records of {id}");
+    }
+    for (id, schema, _) in &layout.schemas {
+        let runs = target.psql(&format!(
+            "SELECT string_agg(n::text, ',' ORDER BY n) FROM {}.runs",
+            quote_ident(schema)
+        ));
+        assert_eq!(runs, "2,3", "{context}: migrations of {id}");
+    }
+
+    let databases = target.psql_db(
+        "postgres",
+        &format!(
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database \
+             WHERE starts_with(datname, {prefix}) AND datname <> {}",
+            quote_literal(&target.control_db)
+        ),
+    );
+    let declared: BTreeSet<&str> = layout.databases.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        databases,
+        declared.into_iter().collect::<Vec<_>>().join(","),
+        "{context}: databases"
+    );
+    let roles = target.psql_db(
+        "postgres",
+        &format!(
+            "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles \
+             WHERE starts_with(rolname, {prefix}) AND rolname NOT LIKE '%admin'"
+        ),
+    );
+    assert_eq!(
+        roles,
+        layout.roles().into_iter().collect::<Vec<_>>().join(","),
+        "{context}: roles"
+    );
+    let schemas = target.psql(&format!(
+        "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE starts_with(nspname, {prefix})"
+    ));
+    let declared: BTreeSet<&str> = layout.schemas.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(
+        schemas,
+        declared.into_iter().collect::<Vec<_>>().join(","),
+        "{context}: schemas"
+    );
+}
+
+/// A small xorshift generator: the crash test prints its seed, and
+/// CRASH_SEED replays a run.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("CRASH_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|elapsed| elapsed.as_nanos() as u64)
+                    .unwrap_or(7)
+                    | 1
+            });
+        eprintln!("crash test seed: CRASH_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Returns a duration drawn uniformly from zero to `limit`.
+    fn below(&mut self, limit: Duration) -> Duration {
+        let millis = limit.as_millis().max(1) as u64;
+        Duration::from_millis(self.next() % millis)
+    }
+}
+
+fn apply_args(spec: &Path) -> Vec<String> {
+    vec![
+        "apply".into(),
+        "--auto-approve".into(),
+        "--no-input".into(),
+        "-f".into(),
+        spec.display().to_string(),
+    ]
+}
+
+fn spawn(target: &Target<'_>, args: &[String]) -> Child {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = target.command(&args);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    command.spawn().expect("tenantctl starts")
+}
+
+/// Kills `tenantctl apply` with SIGKILL at random moments of a batch of
+/// tenants, runs apply again and checks that it converged, `trials` times.
+fn crash_trials(trials: usize) {
+    let mut rng = Rng::from_env();
+    let mut full_run: Option<Duration> = None;
+    let mut killed_mid_run = 0;
+    for trial in 0..trials {
+        let env = TestEnv::new();
+        let target = Target::shared(&env);
+        let layout = Layout::new(&env, 2, 3);
+        let spec = layout.write(&env, 0.05);
+        let args = apply_args(&spec);
+
+        let Some(duration) = full_run else {
+            let started = Instant::now();
+            let output = target.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(output.status.success(), "first apply\n{}", text(&output));
+            full_run = Some(started.elapsed());
+            assert_converged(&target, &layout, "uninterrupted apply");
+            continue;
+        };
+
+        let delay = rng.below(duration);
+        let mut child = spawn(&target, &args);
+        std::thread::sleep(delay);
+        let finished = child.try_wait().expect("wait works").is_some();
+        child.kill().ok();
+        child.wait().ok();
+        if !finished {
+            killed_mid_run += 1;
+        }
+
+        let rerun = target.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let context = format!("trial {trial}, killed after {delay:?}");
+        assert!(rerun.status.success(), "{context}: rerun\n{}", text(&rerun));
+        assert_converged(&target, &layout, &context);
+    }
+    eprintln!(
+        "crash test: {trials} trials, {killed_mid_run} killed during apply, one apply took {:?}; all converged",
+        full_run.unwrap_or_default()
+    );
+    assert!(
+        killed_mid_run * 2 >= trials.saturating_sub(1),
+        "only {killed_mid_run} of {trials} kills landed during an apply"
+    );
+}
+
+#[test]
+fn crash_kill_and_rerun_converges() {
+    crash_trials(20);
+}
+
+#[test]
+#[ignore = "long version of the crash test: 200 trials, several minutes"]
+fn crash_long_kill_and_rerun_converges() {
+    crash_trials(200);
+}
+
+/// Creates a login role that is not superuser, with the given attributes
+/// and CREATE on the control database (for the registry and schema
+/// tenants); returns a target that connects as it.
+fn non_superuser<'a>(env: &'a TestEnv, name: &str, attributes: &str) -> (Target<'a>, String) {
+    let role = env.id(name);
+    env.psql(&format!(
+        "CREATE ROLE {} LOGIN NOSUPERUSER {attributes}; GRANT CREATE ON DATABASE {} TO {}",
+        quote_ident(&role),
+        quote_ident(env.control_db()),
+        quote_ident(&role)
+    ));
+    (Target::shared(env), role)
+}
+
+fn run_as(target: &Target<'_>, role: &str, args: &[&str]) -> Output {
+    let url = format!(
+        "postgres://{role}@127.0.0.1:{}/{}",
+        target.port, target.control_db
+    );
+    target
+        .command(args)
+        .env("TENANTCTL_DATABASE_URL", url)
+        .output()
+        .expect("tenantctl runs")
+}
+
+#[test]
+fn non_superuser_with_createdb_createrole_provisions_database_and_schema_tenants() {
+    let env = TestEnv::new();
+    let (target, admin) = non_superuser(&env, "admin", "CREATEDB CREATEROLE");
+    let layout = Layout::new(&env, 2, 2);
+    layout.write(&env, 0.0);
+
+    let apply = run_as(
+        &target,
+        &admin,
+        &["apply", "--auto-approve", "--parallelism", "4"],
+    );
+    assert!(apply.status.success(), "{}", text(&apply));
+    let plan = run_as(&target, &admin, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        stdout.contains(
+            "cannot read pg_authid, so passwords changed outside tenantctl cannot be checked"
+        ),
+        "{}",
+        text(&plan)
+    );
+    assert_converged(&target, &layout, "apply as a non-superuser");
+}
+
+#[test]
+fn missing_privileges_refuse_the_plan_before_any_change() {
+    let env = TestEnv::new();
+    let (target, weak) = non_superuser(&env, "weak_admin", "CREATEROLE");
+    let layout = Layout::new(&env, 1, 1);
+    layout.write(&env, 0.0);
+
+    for command in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        let output = run_as(&target, &weak, command);
+        let shown = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{shown}");
+        let (_, database, _) = &layout.databases[0];
+        assert!(
+            shown.contains(&format!(
+                "✗ role \"{weak}\" on 127.0.0.1:5432 lacks CREATEDB, which creating database \"{database}\" needs"
+            )),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "the connecting role lacks 1 privilege that the plan needs; nothing was changed"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("panicked"), "{shown}");
+    }
+    assert_eq!(target.psql("SELECT count(*) FROM tenantctl.tenants"), "0");
+    let prefix = quote_literal(env.prefix());
+    let created = target.psql_db(
+        "postgres",
+        &format!(
+            "SELECT (SELECT count(*) FROM pg_database WHERE starts_with(datname, {prefix})) + \
+             (SELECT count(*) FROM pg_roles WHERE starts_with(rolname, {prefix}))"
+        ),
+    );
+    // The control database and the connecting role, nothing else.
+    assert_eq!(created, "2");
+}
+
+#[test]
+fn two_applies_at_once_wait_for_each_other() {
+    let env = TestEnv::new();
+    let target = Target::shared(&env);
+    let layout = Layout::new(&env, 2, 2);
+    let spec = layout.write(&env, 0.2);
+    let args = apply_args(&spec);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let children: Vec<Child> = (0..2)
+        .map(|_| target.command(&args).spawn().expect("tenantctl starts"))
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().expect("tenantctl ends"))
+        .collect();
+    for output in &outputs {
+        assert!(output.status.success(), "{}", text(output));
+    }
+    let waited = outputs
+        .iter()
+        .filter(|output| {
+            String::from_utf8_lossy(&output.stderr).contains("Waiting for the apply lock")
+        })
+        .count();
+    assert_eq!(waited, 1, "{}\n{}", text(&outputs[0]), text(&outputs[1]));
+    assert_converged(&target, &layout, "two applies at once");
+    let events =
+        target.psql("SELECT count(*) FROM tenantctl.events WHERE action LIKE 'registry record%'");
+    assert_eq!(events, "4", "each tenant was registered once");
+}
+
+#[test]
+fn parallel_creation_never_collides_in_the_catalogs() {
+    for round in 0..2 {
+        let env = TestEnv::new();
+        let (target, admin) = non_superuser(&env, "admin", "CREATEDB CREATEROLE");
+        let layout = Layout::new(&env, 8, 8);
+        layout.write(&env, 0.0);
+        let args = ["apply", "--auto-approve", "--parallelism", "8"];
+        let output = if round == 0 {
+            target.run(&args)
+        } else {
+            run_as(&target, &admin, &args)
+        };
+        let shown = text(&output);
+        assert!(output.status.success(), "round {round}\n{shown}");
+        for collision in ["tuple concurrently updated", "duplicate key"] {
+            assert!(!shown.contains(collision), "round {round}\n{shown}");
+        }
+        assert_converged(&target, &layout, &format!("round {round}"));
+    }
+}
