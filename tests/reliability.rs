@@ -25,6 +25,8 @@ struct Target<'a> {
     /// Port of the PostgreSQL server that holds the control database.
     port: u16,
     control_db: String,
+    /// Value of PASSWORD_ENV for the commands.
+    password: String,
 }
 
 impl Target<'_> {
@@ -33,6 +35,7 @@ impl Target<'_> {
             env,
             port: support::PG_PORT,
             control_db: env.control_db().to_string(),
+            password: PASSWORD.to_string(),
         }
     }
 
@@ -57,7 +60,7 @@ impl Target<'_> {
         command
             .args(args)
             .env("TENANTCTL_DATABASE_URL", self.url())
-            .env(PASSWORD_ENV, PASSWORD)
+            .env(PASSWORD_ENV, &self.password)
             .env("NO_COLOR", "1")
             .env("CI", "true")
             .env_remove("TENANTCTL_REDIS_URL")
@@ -521,5 +524,230 @@ fn parallel_creation_never_collides_in_the_catalogs() {
             assert!(!shown.contains(collision), "round {round}\n{shown}");
         }
         assert_converged(&target, &layout, &format!("round {round}"));
+    }
+}
+
+/// A TestEnv's names on a private PostgreSQL server with its own control
+/// database.
+fn private_target<'a>(env: &'a TestEnv, server: &PrivatePostgres) -> Target<'a> {
+    let control_db = env.control_db().to_string();
+    server.psql(&format!("CREATE DATABASE {}", quote_ident(&control_db)));
+    Target {
+        env,
+        port: server.port(),
+        control_db,
+        password: PASSWORD.to_string(),
+    }
+}
+
+/// Whether nothing of a tenant exists: no registry row, database, schema or role.
+fn untouched(target: &Target<'_>, layout: &Layout, id: &str) -> bool {
+    let registered = target.psql(&format!(
+        "SELECT count(*) FROM tenantctl.tenants WHERE id = {}",
+        quote_literal(id)
+    ));
+    let found = |sql: String| target.psql_db("postgres", &sql) != "0";
+    let objects = layout
+        .databases
+        .iter()
+        .chain(&layout.schemas)
+        .filter(|(tenant, _, _)| tenant == id)
+        .any(|(_, object, role)| {
+            found(format!(
+                "SELECT count(*) FROM pg_database WHERE datname = {}",
+                quote_literal(object)
+            )) || found(format!(
+                "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+                quote_literal(role)
+            )) || target.psql(&format!(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
+                quote_literal(object)
+            )) != "0"
+        });
+    registered == "0" && !objects
+}
+
+#[test]
+fn postgres_restart_mid_apply_fails_clearly_and_next_apply_converges() {
+    let env = TestEnv::new();
+    let mut server = PrivatePostgres::start();
+    let target = private_target(&env, &server);
+    let layout = Layout::new(&env, 3, 5);
+    let spec = layout.write(&env, 0.5);
+    let mut args = apply_args(&spec);
+    args.extend(["--parallelism".to_string(), "2".to_string()]);
+
+    let child = target
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .spawn()
+        .expect("tenantctl starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let registered = "SELECT count(*) FROM tenantctl.tenants";
+    let exists = "SELECT to_regclass('tenantctl.tenants') IS NOT NULL";
+    while target.psql(exists) != "t" || target.psql(registered) == "0" {
+        assert!(Instant::now() < deadline, "apply registered no tenant");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.restart();
+    let output = child.wait_with_output().expect("tenantctl ends");
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!("lost database server 127.0.0.1:{}", server.port())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("hint: check that the server runs"),
+        "{shown}"
+    );
+    let untouched_count = layout
+        .ids()
+        .iter()
+        .filter(|id| untouched(&target, &layout, id))
+        .count();
+    assert!(untouched_count > 0, "every tenant was touched\n{shown}");
+    assert!(
+        shown.contains(&format!("{untouched_count} were not started")),
+        "{shown}"
+    );
+
+    let rerun = target.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert_converged(&target, &layout, "after a restart");
+}
+
+/// Lists the command lines of running processes that contain `needle`.
+fn command_lines_with(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains(needle))
+        .collect()
+}
+
+/// Runs tenantctl while another thread watches every process's argv for
+/// the passwords.
+fn run_watched(target: &Target<'_>, args: &[&str], password: &str, secrets: &[&str]) -> Output {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for secret in secrets {
+                    seen.extend(command_lines_with(secret));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        let output = target
+            .command(args)
+            .env(PASSWORD_ENV, password)
+            .output()
+            .expect("tenantctl runs");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().expect("watcher ends");
+        assert!(seen.is_empty(), "a password is in a command line: {seen:?}");
+        output
+    })
+}
+
+#[test]
+fn passwords_never_leave_the_spec_and_changes_are_applied() {
+    let env = TestEnv::new();
+    let server = PrivatePostgres::start();
+    server.set_config("log_statement", "all");
+    let mut target = private_target(&env, &server);
+    let layout = Layout::new(&env, 1, 1);
+    let spec = layout.write(&env, 0.0);
+    let first = "Secret-one-7f3a9c";
+    let second = "Secret-two-41be0d";
+    let secrets = [first, second];
+    let plan_file = env.dir().join("saved.plan");
+    let plan_file_arg = plan_file.display().to_string();
+    let spec_arg = spec.display().to_string();
+
+    let mut outputs = vec![
+        run_watched(&target, &["plan", "--json"], first, &secrets),
+        run_watched(&target, &["plan", "--out", &plan_file_arg], first, &secrets),
+        run_watched(&target, &["-vv", "apply", &plan_file_arg], first, &secrets),
+    ];
+    assert!(outputs[2].status.success(), "{}", text(&outputs[2]));
+
+    // A new password in the spec, then one changed behind tenantctl's back.
+    let changed = run_watched(&target, &["-vv", "plan", "-f", &spec_arg], second, &secrets);
+    let roles = layout.roles();
+    for role in &roles {
+        assert!(
+            text(&changed).contains(&format!("~ password (sensitive) of role \"{role}\"")),
+            "{}",
+            text(&changed)
+        );
+    }
+    outputs.push(changed);
+    let apply = ["-vv", "apply", "--auto-approve", "-f", &spec_arg];
+    outputs.push(run_watched(&target, &apply, second, &secrets));
+    let role = roles.iter().next().expect("a role");
+    server.psql(&format!(
+        "ALTER ROLE {} PASSWORD 'changed-by-hand'",
+        quote_ident(role)
+    ));
+    let drifted = run_watched(&target, &["plan", "--detailed-exitcode"], second, &secrets);
+    assert_eq!(drifted.status.code(), Some(2), "{}", text(&drifted));
+    assert!(
+        text(&drifted).contains(&format!("~ password (sensitive) of role \"{role}\"")),
+        "{}",
+        text(&drifted)
+    );
+    outputs.push(drifted);
+    outputs.push(run_watched(&target, &apply, second, &secrets));
+    target.password = second.to_string();
+    assert_converged(&target, &layout, "after password changes");
+
+    for role in &roles {
+        let verifier = server.psql(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = {}",
+            quote_literal(role)
+        ));
+        let secret = |value: &str| tenantctl::spec::secret::Secret::new(value);
+        assert!(
+            tenantctl::sql::scram_matches(&secret(second), &verifier),
+            "{role}"
+        );
+        assert!(
+            !tenantctl::sql::scram_matches(&secret(first), &verifier),
+            "{role}"
+        );
+    }
+
+    let registry = target.psql(
+        "SELECT concat_ws(' ', (SELECT string_agg(t::text, ' ') FROM tenantctl.tenants t), \
+         (SELECT string_agg(m::text, ' ') FROM tenantctl.tenant_migrations m), \
+         (SELECT string_agg(e::text, ' ') FROM tenantctl.events e))",
+    );
+    let server_log = std::fs::read_to_string(server.log_path()).expect("server log");
+    assert!(
+        server_log.contains("ALTER ROLE"),
+        "log_statement = 'all' logs statements"
+    );
+    let mut places = vec![
+        ("the registry".to_string(), registry),
+        ("the server log".to_string(), server_log),
+        (
+            "the saved plan".to_string(),
+            std::fs::read_to_string(&plan_file).expect("saved plan"),
+        ),
+    ];
+    for (index, output) in outputs.iter().enumerate() {
+        places.push((format!("output {index}"), text(output)));
+    }
+    for (place, content) in &places {
+        for secret in secrets {
+            assert!(!content.contains(secret), "{place} holds a password");
+        }
     }
 }
