@@ -77,9 +77,10 @@ impl Document {
     fn position_of_offset(&self, offset: usize) -> Position {
         let line = self.line_starts.partition_point(|start| *start <= offset);
         let start = self.line_starts[line.saturating_sub(1)];
-        let column = self.text[start..offset.min(self.text.len())]
-            .chars()
-            .count()
+        let column = self
+            .text
+            .get(start..offset.min(self.text.len()))
+            .map_or(0, |prefix| prefix.chars().count())
             + 1;
         Position { line, column }
     }
@@ -182,8 +183,15 @@ pub fn parse_bytes(
 
 fn parse_toml(document: &mut Document) -> Result<(), SpecErrors> {
     let table = DeTable::parse(&document.text).map_err(|error| {
-        let offset = error.span().map(|span| span.start).unwrap_or(0);
-        let message = error.message().trim().to_string();
+        let span = error.span();
+        let offset = span.as_ref().map(|span| span.start).unwrap_or(0);
+        let mut message = error.message().trim().to_string();
+        let snippet = span.and_then(|span| document.text.get(span));
+        if let Some(snippet) =
+            snippet.filter(|text| !text.is_empty() && text.len() <= 80 && !text.contains('\n'))
+        {
+            message.push_str(&format!(": `{snippet}`"));
+        }
         SpecError::at(
             &document.origin,
             document.position_of_offset(offset),
@@ -259,19 +267,8 @@ pub fn escape_pointer(segment: &str) -> String {
 }
 
 fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
-    // serde_yaml rejects duplicate keys and limits alias expansion, which
-    // stops "billion laughs" documents before they use much memory.
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&document.text).map_err(|error| {
-        let position = error
-            .location()
-            .map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            })
-            .unwrap_or(Position { line: 1, column: 1 });
-        SpecError::at(&document.origin, position, format!("invalid YAML: {error}"))
-    })?;
-
+    // The event parser runs first: it expands no aliases, so it is safe on
+    // any input, and it knows where a duplicate key is.
     let mut locator = YamlLocator::default();
     let mut parser = Parser::new_from_str(&document.text);
     if let Err(error) = parser.load(&mut locator, false) {
@@ -286,6 +283,29 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         )
         .into());
     }
+    locator.to_byte_offsets(&document.text);
+    if let Some((key, offset)) = &locator.duplicate {
+        return Err(SpecError::at(
+            &document.origin,
+            document.position_of_offset(*offset),
+            format!("invalid YAML: duplicate key `{key}`"),
+        )
+        .with_hint("each key may appear once in a mapping")
+        .into());
+    }
+
+    // serde_yaml limits alias expansion, which stops "billion laughs"
+    // documents before they use much memory.
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&document.text).map_err(|error| {
+        let position = error
+            .location()
+            .map(|location| Position {
+                line: location.line(),
+                column: location.column(),
+            })
+            .unwrap_or(Position { line: 1, column: 1 });
+        SpecError::at(&document.origin, position, format!("invalid YAML: {error}"))
+    })?;
 
     document.positions = std::mem::take(&mut locator.positions);
     let mut errors = Vec::new();
@@ -378,6 +398,8 @@ const YAML_11_BOOLEANS: &[&str] = &[
 #[derive(Default)]
 struct YamlLocator {
     positions: HashMap<String, usize>,
+    /// The first key that appears twice in one mapping, and where.
+    duplicate: Option<(String, usize)>,
     ambiguous: Vec<(String, String)>,
     stack: Vec<Container>,
 }
@@ -390,10 +412,37 @@ enum Container {
     Mapping {
         pointer: String,
         pending_key: Option<String>,
+        seen: std::collections::HashSet<String>,
     },
 }
 
 impl YamlLocator {
+    /// Turns the parser's character indexes into byte offsets, which
+    /// [`Document::position_of_offset`] takes, in one pass over the text.
+    fn to_byte_offsets(&mut self, text: &str) {
+        let mut indexes: Vec<usize> = self.positions.values().copied().collect();
+        indexes.extend(self.duplicate.as_ref().map(|(_, index)| *index));
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut bytes = HashMap::with_capacity(indexes.len());
+        let mut wanted = indexes.iter().peekable();
+        for (char_index, (byte_offset, _)) in text.char_indices().enumerate() {
+            while wanted.next_if(|index| **index == char_index).is_some() {
+                bytes.insert(char_index, byte_offset);
+            }
+            if wanted.peek().is_none() {
+                break;
+            }
+        }
+        let convert = |index: usize| bytes.get(&index).copied().unwrap_or(text.len());
+        for offset in self.positions.values_mut() {
+            *offset = convert(*offset);
+        }
+        if let Some((_, offset)) = &mut self.duplicate {
+            *offset = convert(*offset);
+        }
+    }
+
     /// Returns the pointer of the value that the next event starts, or None
     /// when the event is a mapping key.
     fn next_value_pointer(&mut self, mark: &Marker, key_text: Option<&str>) -> Option<String> {
@@ -411,12 +460,16 @@ impl YamlLocator {
             Some(Container::Mapping {
                 pointer,
                 pending_key,
+                seen,
             }) => match pending_key.take() {
                 Some(key) => Some(format!("{pointer}/{}", escape_pointer(&key))),
                 None => {
                     let key = key_text.unwrap_or_default().to_string();
                     let child = format!("{pointer}/{}", escape_pointer(&key));
-                    self.positions.insert(child, mark.index());
+                    if !seen.insert(key.clone()) && self.duplicate.is_none() {
+                        self.duplicate = Some((key.clone(), mark.index()));
+                    }
+                    self.positions.entry(child).or_insert(mark.index());
                     *pending_key = Some(key);
                     None
                 }
@@ -451,6 +504,7 @@ impl MarkedEventReceiver for YamlLocator {
                 self.stack.push(Container::Mapping {
                     pointer,
                     pending_key: None,
+                    seen: Default::default(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -510,6 +564,21 @@ mod tests {
             errors.0[0].message
         );
         assert_eq!(errors.0[0].position.unwrap().line, 4);
+    }
+
+    #[test]
+    fn yaml_positions_count_characters_not_bytes() {
+        let text = "# ééééé €€€\nversion: 1\ntenants:\n  - {name: \"ééé\", id: acme}\n";
+        let document = parse(Format::Yaml, text).unwrap();
+        assert_eq!(
+            document.position("/tenants/0/id"),
+            Position {
+                line: 4,
+                column: 19
+            }
+        );
+        let errors = parse(Format::Yaml, "# éé\nversion: 1\nversion: 1\n").unwrap_err();
+        assert_eq!(errors.0[0].position, Some(Position { line: 3, column: 1 }));
     }
 
     #[test]

@@ -751,8 +751,8 @@ impl<'a> Builder<'a> {
                 errors.push(self.document.error_at(
                     pointer,
                     format!(
-                        "cache prefix {prefix:?} of tenant {:?} names tenant {:?}",
-                        tenant.id, claim.tenant
+                        "cache prefix {prefix:?} of tenant {:?} names the {} {bare:?} of tenant {:?}",
+                        tenant.id, claim.what, claim.tenant
                     ),
                 ));
             }
