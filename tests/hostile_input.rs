@@ -38,8 +38,8 @@ fn toml_string(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// A two-tenant spec with one field replaced; the field's line is returned
-/// with the text.
+/// Builds a two-tenant spec with one field replaced, and returns it with
+/// the line of that field.
 fn spec_with(env: &TestEnv, field: &str, value: &str) -> (String, usize) {
     let mut id = toml_string(&env.id("acme"));
     let mut database = toml_string(&env.id("acme_db"));

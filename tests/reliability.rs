@@ -22,7 +22,7 @@ const PASSWORD: &str = "Rel-pw-5c2e9a41";
 /// private PostgreSQL server.
 struct Target<'a> {
     env: &'a TestEnv,
-    /// Port of the PostgreSQL server that holds the control database.
+    /// Port of the PostgreSQL server with the control database.
     port: u16,
     control_db: String,
     /// Value of PASSWORD_ENV for the commands.
@@ -165,8 +165,8 @@ impl Layout {
     }
 }
 
-/// Three migrations; the second and third insert a row, so a migration that
-/// ran twice shows up as a third row (or fails on its CREATE TABLE).
+/// Writes three migrations. The second and third insert a row, so a
+/// migration that ran twice leaves an extra row or fails on CREATE TABLE.
 fn write_migrations(env: &TestEnv, sleep: f64) {
     env.write_spec(
         "migrations/001_items/up.sql",
@@ -384,8 +384,8 @@ fn crash_long_kill_and_rerun_converges() {
 }
 
 /// Creates a login role that is not superuser, with the given attributes
-/// and CREATE on the control database (for the registry and schema
-/// tenants); returns a target that connects as it.
+/// and CREATE on the control database, which the registry and schema
+/// tenants need. Returns the shared target and the role's name.
 fn non_superuser<'a>(env: &'a TestEnv, name: &str, attributes: &str) -> (Target<'a>, String) {
     let role = env.id(name);
     env.psql(&format!(
@@ -410,7 +410,7 @@ fn run_as(target: &Target<'_>, role: &str, args: &[&str]) -> Output {
 }
 
 #[test]
-fn non_superuser_with_createdb_createrole_provisions_database_and_schema_tenants() {
+fn createdb_createrole_role_applies_tenants() {
     let env = TestEnv::new();
     let (target, admin) = non_superuser(&env, "admin", "CREATEDB CREATEROLE");
     let layout = Layout::new(&env, 2, 2);
@@ -527,8 +527,8 @@ fn parallel_creation_never_collides_in_the_catalogs() {
     }
 }
 
-/// A TestEnv's names on a private PostgreSQL server with its own control
-/// database.
+/// Creates the TestEnv's control database on a private PostgreSQL server
+/// and returns a target that uses it.
 fn private_target<'a>(env: &'a TestEnv, server: &PrivatePostgres) -> Target<'a> {
     let control_db = env.control_db().to_string();
     server.psql(&format!("CREATE DATABASE {}", quote_ident(&control_db)));
@@ -540,7 +540,8 @@ fn private_target<'a>(env: &'a TestEnv, server: &PrivatePostgres) -> Target<'a> 
     }
 }
 
-/// Whether nothing of a tenant exists: no registry row, database, schema or role.
+/// Checks that nothing of a tenant exists: no registry row, database,
+/// schema or role.
 fn untouched(target: &Target<'_>, layout: &Layout, id: &str) -> bool {
     let registered = target.psql(&format!(
         "SELECT count(*) FROM tenantctl.tenants WHERE id = {}",
@@ -568,7 +569,7 @@ fn untouched(target: &Target<'_>, layout: &Layout, id: &str) -> bool {
 }
 
 #[test]
-fn postgres_restart_mid_apply_fails_clearly_and_next_apply_converges() {
+fn postgres_restart_mid_apply_converges() {
     let env = TestEnv::new();
     let mut server = PrivatePostgres::start();
     let target = private_target(&env, &server);
@@ -657,7 +658,7 @@ fn run_watched(target: &Target<'_>, args: &[&str], password: &str, secrets: &[&s
 }
 
 #[test]
-fn passwords_never_leave_the_spec_and_changes_are_applied() {
+fn passwords_never_leak_and_changes_apply() {
     let env = TestEnv::new();
     let server = PrivatePostgres::start();
     server.set_config("log_statement", "all");

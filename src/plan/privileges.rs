@@ -2,18 +2,18 @@
 //! every action of a tenant's plan, so a missing privilege stops the run at
 //! plan time instead of halfway through an apply.
 //!
-//! The rules are PostgreSQL 15's: CREATE ROLE, ALTER ROLE and GRANT of a
-//! non-superuser role need CREATEROLE; CREATE DATABASE needs CREATEDB;
-//! CREATE SCHEMA needs CREATE on the database; GRANT and REVOKE on an
-//! existing database or schema need its owner's rights, which members of the
-//! owning role have too.
+//! The rules are PostgreSQL 15's. CREATE ROLE, ALTER ROLE and GRANT of a
+//! non-superuser role need CREATEROLE. CREATE DATABASE needs CREATEDB, and
+//! CREATE SCHEMA needs CREATE on the database. GRANT and REVOKE on an
+//! existing database or schema need its owner's rights, which members of
+//! the owning role have too.
 
 use super::action::Action;
 use crate::state::catalog::{ControlCatalog, ServerCatalog};
 
-/// What the checks need to know about one tenant's servers.
+/// Catalogs of the servers one tenant's actions run on.
 pub struct Rights<'a> {
-    /// Catalog of the server that holds the tenant's roles and database.
+    /// Catalog of the server with the tenant's roles and database.
     pub server: &'a ServerCatalog,
     /// `host:port` of that server, as plans name it.
     pub server_key: &'a str,
@@ -198,20 +198,22 @@ mod tests {
     }
 
     #[test]
-    fn createdb_and_createrole_suffice_for_a_new_database_tenant() {
+    fn new_database_tenant_needs_createdb_createrole() {
         assert!(run(&catalog(role(true, true)), &create_database_actions()).is_empty());
     }
 
     #[test]
-    fn each_missing_privilege_names_its_action() {
+    fn missing_privileges_name_their_action() {
         let errors = run(&catalog(role(false, false)), &create_database_actions());
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].contains("CREATEROLE") && errors[0].contains("role \"acme\""));
-        assert!(errors[1].contains("CREATEDB") && errors[1].contains("database \"acme\""));
+        assert!(errors[0].contains("CREATEROLE"), "{errors:?}");
+        assert!(errors[0].contains("creating role \"acme\""), "{errors:?}");
+        assert!(errors[1].contains("CREATEDB"), "{errors:?}");
+        assert!(errors[1].contains("creating database \"acme\""), "{errors:?}");
     }
 
     #[test]
-    fn foreign_database_needs_its_owner() {
+    fn adopted_database_needs_owner_rights() {
         let mut server = catalog(role(true, true));
         server.databases.insert(
             "acme".into(),
