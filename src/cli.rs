@@ -98,10 +98,6 @@ pub struct PlanArgs {
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
     pub no_input: bool,
-
-    /// Also read each database tenant's own migration table.
-    #[arg(long)]
-    pub refresh: bool,
 }
 
 #[derive(Debug, Args)]

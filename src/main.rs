@@ -9,7 +9,12 @@ use tenantctl::error::Error;
 use tenantctl::output::Printer;
 
 fn main() {
-    let cli = Cli::parse();
+    // clap exits 2 on invalid arguments, which `plan --detailed-exitcode`
+    // uses for "changes pending", so invalid arguments exit 1 instead.
+    let cli = Cli::try_parse().unwrap_or_else(|error| {
+        let _ = error.print();
+        std::process::exit(if error.use_stderr() { 1 } else { 0 });
+    });
     init_logging(cli.global.verbose, cli.global.no_color);
     let printer = Printer::new(cli.global.no_color);
     let result = match &cli.command {

@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 
 use crate::error::{Error, Result};
+use crate::state::db;
 use crate::state::registry::APPLY_LOCK_KEY;
 
 #[derive(QueryableByName)]
@@ -44,20 +45,25 @@ impl ApplyLock {
                 callback(holder_pid(&mut connection));
             }
             if started.elapsed() >= timeout {
+                let holder = holder_pid(&mut connection)
+                    .map(|pid| format!(", held by server process {pid}"))
+                    .unwrap_or_default();
                 return Err(Error::with_hint(
                     format!(
-                        "timed out after {} waiting for the apply lock (advisory lock {APPLY_LOCK_KEY} in the control database): another tenantctl apply is running",
+                        "timed out after {} waiting for the tenantctl apply lock (pg_advisory_lock({APPLY_LOCK_KEY}) in the control database){holder}",
                         humantime::format_duration(timeout)
                     ),
-                    "wait for it to finish, or raise --lock-timeout",
+                    "another apply is running: wait for it to finish, or raise --lock-timeout",
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// Waits, up to `timeout`, until no other tenantctl session on the
-    /// control server is running a statement or holds a transaction open.
+    /// Waits, up to `timeout`, until no other tenantctl session working for
+    /// this control database is running a statement or has a transaction
+    /// open. Sessions are told apart by their application name (see
+    /// [`db::tag_sessions`]).
     ///
     /// A killed apply releases the lock as soon as its lock connection
     /// closes, but PostgreSQL finishes a statement the killed client had
@@ -73,12 +79,17 @@ impl ApplyLock {
         let started = Instant::now();
         let mut on_wait = Some(on_wait);
         loop {
-            let busy: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
-                "(SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantctl' \
-                 AND pid <> pg_backend_pid() \
-                 AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') \
-                 AND query NOT LIKE '%pg_try_advisory_lock%')",
-            ))
+            let busy: i64 = diesel::select(
+                diesel::dsl::sql::<BigInt>(
+                    "(SELECT count(*) FROM pg_stat_activity WHERE application_name = ",
+                )
+                .bind::<Text, _>(db::application_name())
+                .sql(
+                    " AND pid <> pg_backend_pid() \
+                     AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') \
+                     AND query NOT LIKE '%pg_try_advisory_lock%')",
+                ),
+            )
             .get_result(&mut self.connection)
             .map_err(Error::query("cannot read pg_stat_activity"))?;
             if busy == 0 {
@@ -93,7 +104,10 @@ impl ApplyLock {
                         "timed out after {} waiting for {busy} statements of an interrupted tenantctl run to finish",
                         humantime::format_duration(timeout)
                     ),
-                    "look for sessions with application_name = 'tenantctl' in pg_stat_activity, or raise --lock-timeout",
+                    format!(
+                        "look for sessions with application_name = '{}' in pg_stat_activity, or raise --lock-timeout",
+                        db::application_name()
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));

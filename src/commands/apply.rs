@@ -19,18 +19,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         None => None,
     };
     let spec_args = match &saved {
-        Some(plan) => {
-            let path = plan.source.spec_path.clone().ok_or_else(|| {
-                Error::with_hint(
-                    "this plan was made from standard input, so it cannot be checked for staleness",
-                    "save the spec to a file and make the plan again",
-                )
-            })?;
-            SpecArgs {
-                file: Some(path),
-                format: None,
-            }
-        }
+        Some(plan) => saved_spec(plan, &args.spec)?,
         None => args.spec.clone(),
     };
     let tenants = saved
@@ -38,6 +27,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         .map(|plan| plan.source.tenant_filter.clone())
         .unwrap_or_else(|| args.tenants.clone());
     let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
+    super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
@@ -63,18 +53,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     drop(control);
 
     if let Some(saved) = &saved {
-        if saved.source.spec_digest != planned.plan.source.spec_digest {
-            return Err(Error::with_hint(
-                "stale plan: the spec file changed since the plan was made",
-                "run tenantctl plan --out again",
-            ));
-        }
-        if saved.tenants != planned.plan.tenants {
-            return Err(Error::with_hint(
-                "stale plan: the servers or the registry changed since the plan was made",
-                "run tenantctl plan --out again",
-            ));
-        }
+        check_fresh(saved, &planned.plan)?;
     }
 
     printer.out(&render::to_text(&planned.plan));
@@ -128,6 +107,46 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         outcome.created, outcome.changed, outcome.failed
     ));
     Ok(if outcome.failed > 0 { 1 } else { 0 })
+}
+
+/// Picks the spec of a saved plan: `-f` when given (required for a plan made
+/// from standard input), otherwise the file the plan was made from. Its
+/// digest is compared with the plan's before anything runs.
+fn saved_spec(plan: &crate::plan::Plan, given: &SpecArgs) -> Result<SpecArgs> {
+    if given.file.is_some() {
+        return Ok(given.clone());
+    }
+    let path = plan.source.spec_path.clone().ok_or_else(|| {
+        Error::with_hint(
+            "this plan was made from standard input, and apply needs that spec again",
+            "pass it the same way: tenantctl apply PLAN -f - --format toml|yaml < SPEC",
+        )
+    })?;
+    Ok(SpecArgs {
+        file: Some(path),
+        format: given.format,
+    })
+}
+
+/// Checks that a saved plan still matches the spec, the control database
+/// and the state it was made from, so apply runs exactly what was reviewed.
+fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()> {
+    let stale = if saved.source.spec_digest != now.source.spec_digest {
+        "the spec file changed since the plan was made".to_string()
+    } else if saved.source.control != now.source.control {
+        format!(
+            "it was made for control database {}, not {}",
+            saved.source.control, now.source.control
+        )
+    } else if saved.tenants != now.tenants {
+        "the servers or the registry changed since the plan was made".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::with_hint(
+        format!("stale plan: {stale}"),
+        "run tenantctl plan --out again",
+    ))
 }
 
 /// Asks for confirmation on a terminal; without one, `--auto-approve` is required.

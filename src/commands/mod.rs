@@ -61,6 +61,30 @@ pub fn load_desired(args: &SpecArgs, ask: bool) -> Result<(Document, Desired)> {
     Ok((document, desired))
 }
 
+/// Checks that every `--tenant` id is declared, before any connection.
+pub fn check_tenant_filter(desired: &Desired, tenants: &[String]) -> Result<()> {
+    let unknown: Vec<&str> = tenants
+        .iter()
+        .filter(|id| desired.tenant(id).is_none())
+        .map(String::as_str)
+        .collect();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let message = match unknown.len() {
+        1 => format!("Tenant '{first}' not found in {}", desired.origin),
+        _ => format!(
+            "Tenants '{}' not found in {}",
+            unknown.join("', '"),
+            desired.origin
+        ),
+    };
+    Err(Error::with_hint(
+        message,
+        "check the ids given with --tenant against the spec",
+    ))
+}
+
 /// Picks the control URL: flag or environment, then the spec, then the default.
 pub fn control_url(global: &GlobalArgs, desired: Option<&Desired>) -> String {
     global
@@ -73,6 +97,7 @@ pub fn control_url(global: &GlobalArgs, desired: Option<&Desired>) -> String {
 
 /// Connects to the control database and creates or upgrades the registry.
 pub fn open_control(url: &str) -> Result<PgConnection> {
+    db::tag_sessions(url);
     let mut connection = db::connect(url)?;
     registry::bootstrap(&mut connection)?;
     Ok(connection)

@@ -131,6 +131,11 @@ pub struct TenantPlan {
     pub id: String,
     pub isolation: Isolation,
     pub change: TenantChange,
+    /// Set when something the plan cannot do (a missing database with
+    /// `create = false`, a database owned by another role) keeps the tenant
+    /// pending after apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stays_pending: bool,
     pub actions: Vec<Action>,
     /// Remarks shown under the tenant, such as a role that cannot be checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -209,7 +209,10 @@ mod tests {
         assert!(errors[0].contains("CREATEROLE"), "{errors:?}");
         assert!(errors[0].contains("creating role \"acme\""), "{errors:?}");
         assert!(errors[1].contains("CREATEDB"), "{errors:?}");
-        assert!(errors[1].contains("creating database \"acme\""), "{errors:?}");
+        assert!(
+            errors[1].contains("creating database \"acme\""),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -62,9 +62,11 @@ pub struct DatabaseTarget {
     pub owner: String,
     pub password: Option<Secret>,
     pub password_source: Option<SecretSource>,
-    /// Host as the spec writes it; None means the control server.
+    /// Host as the spec writes it; None means the control server's host.
     pub host: Option<String>,
-    pub port: u16,
+    /// Port as the spec writes it; None means the control server's port
+    /// when the host is the control server's, and 5432 otherwise.
+    pub port: Option<u16>,
     pub create: bool,
     pub template: bool,
 }
@@ -147,12 +149,32 @@ impl MissingValue {
         self
     }
 
-    /// Builds the error reported when nobody can be asked for the value.
-    pub fn to_error(&self) -> SpecError {
-        let mut message = format!("missing {} for tenant {:?}", self.field, self.tenant);
-        if let Some(reason) = &self.reason {
-            message.push_str(&format!(": {reason}"));
+    /// Builds the one error that lists every missing required value when no
+    /// one can be asked for them, located at the first of them.
+    pub fn to_error(missing: &[MissingValue]) -> SpecError {
+        let first = &missing[0];
+        let count = match missing.len() {
+            1 => "1 required value is".to_string(),
+            n => format!("{n} required values are"),
+        };
+        let mut error = SpecError::at(
+            &first.origin,
+            first.position,
+            format!("{count} missing from the spec"),
+        );
+        for value in missing {
+            let reason = value
+                .reason
+                .as_ref()
+                .map(|reason| format!(": {reason}"))
+                .unwrap_or_default();
+            error = error.with_note(format!(
+                "  - tenant {:?}: {} ({}:{}:{}){reason}",
+                value.tenant, value.field, value.origin, value.position.line, value.position.column
+            ));
         }
-        SpecError::at(&self.origin, self.position, message)
+        error.with_hint(
+            "set the environment variables and files named above, or run on a terminal without --no-input to be asked",
+        )
     }
 }

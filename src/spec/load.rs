@@ -283,11 +283,12 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         )
         .into());
     }
-    locator.to_byte_offsets(&document.text);
-    if let Some((key, offset)) = &locator.duplicate {
+    if let Some((key, index)) = locator.duplicate.take() {
+        let mut offsets = HashMap::from([(String::new(), index)]);
+        chars_to_bytes(&document.text, &mut offsets);
         return Err(SpecError::at(
             &document.origin,
-            document.position_of_offset(*offset),
+            document.position_of_offset(offsets[""]),
             format!("invalid YAML: duplicate key `{key}`"),
         )
         .with_hint("each key may appear once in a mapping")
@@ -308,6 +309,9 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
     })?;
 
     document.positions = std::mem::take(&mut locator.positions);
+    if !document.text.is_ascii() {
+        chars_to_bytes(&document.text, &mut document.positions);
+    }
     let mut errors = Vec::new();
     for (pointer, text) in &locator.ambiguous {
         errors.push(
@@ -332,6 +336,28 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         Ok(())
     } else {
         Err(SpecErrors(errors))
+    }
+}
+
+/// Turns the YAML parser's character indexes into byte offsets, which the
+/// line table uses.
+fn chars_to_bytes(text: &str, positions: &mut HashMap<String, usize>) {
+    let mut wanted: Vec<usize> = positions.values().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut bytes = HashMap::with_capacity(wanted.len());
+    let mut next = wanted.iter().peekable();
+    for (char_index, (byte_index, _)) in text.char_indices().enumerate() {
+        while next.peek() == Some(&&char_index) {
+            bytes.insert(char_index, byte_index);
+            next.next();
+        }
+        if next.peek().is_none() {
+            break;
+        }
+    }
+    for offset in positions.values_mut() {
+        *offset = bytes.get(offset).copied().unwrap_or(text.len());
     }
 }
 
@@ -417,32 +443,6 @@ enum Container {
 }
 
 impl YamlLocator {
-    /// Turns the parser's character indexes into byte offsets, which
-    /// [`Document::position_of_offset`] takes, in one pass over the text.
-    fn to_byte_offsets(&mut self, text: &str) {
-        let mut indexes: Vec<usize> = self.positions.values().copied().collect();
-        indexes.extend(self.duplicate.as_ref().map(|(_, index)| *index));
-        indexes.sort_unstable();
-        indexes.dedup();
-        let mut bytes = HashMap::with_capacity(indexes.len());
-        let mut wanted = indexes.iter().peekable();
-        for (char_index, (byte_offset, _)) in text.char_indices().enumerate() {
-            while wanted.next_if(|index| **index == char_index).is_some() {
-                bytes.insert(char_index, byte_offset);
-            }
-            if wanted.peek().is_none() {
-                break;
-            }
-        }
-        let convert = |index: usize| bytes.get(&index).copied().unwrap_or(text.len());
-        for offset in self.positions.values_mut() {
-            *offset = convert(*offset);
-        }
-        if let Some((_, offset)) = &mut self.duplicate {
-            *offset = convert(*offset);
-        }
-    }
-
     /// Returns the pointer of the value that the next event starts, or None
     /// when the event is a mapping key.
     fn next_value_pointer(&mut self, mark: &Marker, key_text: Option<&str>) -> Option<String> {
@@ -551,6 +551,16 @@ mod tests {
     }
 
     #[test]
+    fn yaml_positions_after_non_ascii_text() {
+        let text = "version: 1\ntenants:\n  - name: \"Société Générale\"\n    id: soc\n";
+        let document = parse(Format::Yaml, text).unwrap();
+        assert_eq!(
+            document.position("/tenants/0/id"),
+            Position { line: 4, column: 5 }
+        );
+    }
+
+    #[test]
     fn yaml_ambiguous_boolean_rejected() {
         let errors = parse(
             Format::Yaml,
@@ -563,7 +573,10 @@ mod tests {
             "{}",
             errors.0[0].message
         );
-        assert_eq!(errors.0[0].position.unwrap().line, 4);
+        assert_eq!(
+            errors.0[0].position.unwrap(),
+            Position { line: 4, column: 5 }
+        );
     }
 
     #[test]

@@ -22,9 +22,27 @@ pub fn redact(url: &str) -> String {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
+            // libpq also takes the password as a query parameter.
+            if parsed.query_pairs().any(|(key, _)| key == "password") {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let value = if key == "password" {
+                            "***".into()
+                        } else {
+                            value
+                        };
+                        (key.into_owned(), value.into_owned())
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
-        Err(_) => "(invalid URL)".to_string(),
+        // A URL that does not parse is shown only when it cannot hold a
+        // password, which needs a `:` before an `@`.
+        Err(_) if !url.contains('@') => format!("`{url}`"),
+        Err(_) => "(not shown: it does not parse and may hold a password)".to_string(),
     }
 }
 
@@ -102,9 +120,33 @@ fn with_defaults(url: &str) -> String {
         sep = '&';
     }
     if !url.contains("application_name=") {
-        full.push_str(&format!("{sep}application_name=tenantctl"));
+        full.push_str(&format!("{sep}application_name={}", application_name()));
     }
     full
+}
+
+/// Application name of this process's sessions, set by [`tag_sessions`].
+static APPLICATION_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process's sessions after the control database, as
+/// `tenantctl-` and 12 hex digits of a hash of its host, port and name, so
+/// `apply` can tell the sessions of runs on the same control database from
+/// those of runs on other control databases of the server. A URL that sets
+/// its own `application_name` keeps it.
+pub fn tag_sessions(control_url: &str) {
+    use sha2::{Digest, Sha256};
+    let Ok((host, port)) = host_port(control_url) else {
+        return;
+    };
+    let database = database_name(control_url).unwrap_or_default();
+    let digest = hex::encode(Sha256::digest(format!("{host}:{port}/{database}")));
+    let _ = APPLICATION_NAME.set(format!("tenantctl-{}", &digest[..12]));
+}
+
+/// Returns the application name of this process's sessions: `tenantctl`
+/// until [`tag_sessions`] runs.
+pub fn application_name() -> &'static str {
+    APPLICATION_NAME.get().map_or("tenantctl", String::as_str)
 }
 
 /// Opens one connection.
@@ -173,6 +215,10 @@ mod tests {
             "postgres://u:***@h:1/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=secret"),
+            "postgres://u@h/db?sslmode=disable&password=***"
+        );
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub struct TenantRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A registry row to insert or update. `None` writes NULL, so a tenant
-/// that succeeds after a failure loses its old error.
+/// A registry row to insert or update. `last_error: None` clears the
+/// column, so a tenant that succeeds after a failure drops its old error.
 #[derive(Debug, Clone, Insertable, AsChangeset)]
 #[diesel(table_name = tenants, treat_none_as_null = true)]
 pub struct TenantUpsert<'a> {
