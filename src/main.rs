@@ -22,6 +22,7 @@ fn main() {
         Command::Schema => commands::validate::schema(&printer),
         Command::Plan(args) => commands::plan::run(&cli.global, args, &printer),
         Command::Apply(args) => commands::apply::run(&cli.global, args, &printer),
+        Command::Create(args) => commands::create::run(&cli.global, args, &printer),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{PrivatePostgres, TestEnv, quote_ident, quote_literal};
+use support::{PrivatePostgres, PrivateRedis, TestEnv, quote_ident, quote_literal};
 
 /// Environment variable that carries the tenant passwords of these specs.
 const PASSWORD_ENV: &str = "RELIABILITY_TENANT_PASSWORD";
@@ -27,6 +27,8 @@ struct Target<'a> {
     control_db: String,
     /// Value of PASSWORD_ENV for the commands.
     password: String,
+    /// Port of the Redis server of cache tenants.
+    redis_port: u16,
 }
 
 impl Target<'_> {
@@ -36,6 +38,7 @@ impl Target<'_> {
             port: support::PG_PORT,
             control_db: env.control_db().to_string(),
             password: PASSWORD.to_string(),
+            redis_port: support::REDIS_PORT,
         }
     }
 
@@ -63,7 +66,10 @@ impl Target<'_> {
             .env(PASSWORD_ENV, &self.password)
             .env("NO_COLOR", "1")
             .env("CI", "true")
-            .env_remove("TENANTCTL_REDIS_URL")
+            .env(
+                "TENANTCTL_REDIS_URL",
+                format!("redis://127.0.0.1:{}/", self.redis_port),
+            )
             .env_remove("RUST_LOG")
             .current_dir(self.env.dir())
             .stdin(Stdio::null())
@@ -109,11 +115,32 @@ struct Layout {
     databases: Vec<(String, String, String)>,
     /// (tenant id, schema name, role) of schema tenants.
     schemas: Vec<(String, String, String)>,
+    /// (tenant id, role) of table tenants, which share the tables of schema
+    /// `shared`.
+    tables: Vec<(String, String)>,
+    /// Tenant ids of cache tenants, each with an ACL user named after it.
+    caches: Vec<String>,
+    shared: String,
 }
 
 impl Layout {
     fn new(env: &TestEnv, databases: usize, schemas: usize) -> Layout {
+        Layout::every_type(env, [databases, schemas, 0, 0])
+    }
+
+    /// Builds a layout with the given numbers of database, schema, table
+    /// and cache tenants.
+    fn every_type(env: &TestEnv, counts: [usize; 4]) -> Layout {
+        let [databases, schemas, tables, caches] = counts;
         Layout {
+            tables: (0..tables)
+                .map(|i| {
+                    let id = env.id(&format!("t{i}"));
+                    (id.clone(), format!("{id}_user"))
+                })
+                .collect(),
+            caches: (0..caches).map(|i| env.id(&format!("c{i}"))).collect(),
+            shared: env.id("shared"),
             databases: (0..databases)
                 .map(|i| {
                     let id = env.id(&format!("d{i}"));
@@ -134,6 +161,8 @@ impl Layout {
             .iter()
             .chain(&self.schemas)
             .map(|(id, _, _)| id.clone())
+            .chain(self.tables.iter().map(|(id, _)| id.clone()))
+            .chain(self.caches.iter().cloned())
             .collect()
     }
 
@@ -142,6 +171,16 @@ impl Layout {
             .iter()
             .chain(&self.schemas)
             .map(|(_, _, role)| role.clone())
+            .chain(self.tables.iter().map(|(_, role)| role.clone()))
+            .collect()
+    }
+
+    fn schemas(&self) -> BTreeSet<String> {
+        let shared = (!self.tables.is_empty()).then(|| self.shared.clone());
+        self.schemas
+            .iter()
+            .map(|(_, schema, _)| schema.clone())
+            .chain(shared)
             .collect()
     }
 
@@ -149,6 +188,13 @@ impl Layout {
     fn write(&self, env: &TestEnv, migration_sleep: f64) -> PathBuf {
         write_migrations(env, migration_sleep);
         let mut spec = String::from("version = 1\n\n[defaults]\nmigrations = \"migrations\"\n\n");
+        if !self.tables.is_empty() {
+            write_shared_migrations(env);
+            spec.push_str(&format!(
+                "[tables]\nschema = \"{}\"\nmigrations = \"shared\"\n\n",
+                self.shared
+            ));
+        }
         for (id, database, owner) in &self.databases {
             spec.push_str(&format!(
                 "[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\nisolation = \"database\"\n\
@@ -161,8 +207,34 @@ impl Layout {
                  schema = {{ name = \"{schema}\", user = \"{user}\", password = {{ env = \"{PASSWORD_ENV}\" }} }}\n\n"
             ));
         }
+        for (id, user) in &self.tables {
+            spec.push_str(&format!(
+                "[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\nisolation = \"table\"\n\
+                 role = {{ user = \"{user}\", password = {{ env = \"{PASSWORD_ENV}\" }} }}\n\n"
+            ));
+        }
+        for id in &self.caches {
+            spec.push_str(&format!(
+                "[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\nisolation = \"cache\"\n\
+                 cache = {{ password = {{ env = \"{PASSWORD_ENV}\" }} }}\n\n"
+            ));
+        }
         env.write_spec("tenants.toml", &spec)
     }
+}
+
+/// Writes the two shared migrations of table tenants; the second inserts a
+/// row, so running it twice leaves an extra row.
+fn write_shared_migrations(env: &TestEnv) {
+    env.write_spec(
+        "shared/001_notes/up.sql",
+        "CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id', true), body text);\n",
+    );
+    env.write_spec(
+        "shared/002_runs/up.sql",
+        "CREATE TABLE runs (n int NOT NULL);\nINSERT INTO runs VALUES (2);\n",
+    );
 }
 
 /// Writes three migrations. The second and third insert a row, so a
@@ -266,12 +338,67 @@ fn assert_converged(target: &Target<'_>, layout: &Layout, context: &str) {
     let schemas = target.psql(&format!(
         "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE starts_with(nspname, {prefix})"
     ));
-    let declared: BTreeSet<&str> = layout.schemas.iter().map(|s| s.1.as_str()).collect();
     assert_eq!(
         schemas,
-        declared.into_iter().collect::<Vec<_>>().join(","),
+        layout.schemas().into_iter().collect::<Vec<_>>().join(","),
         "{context}: schemas"
     );
+    if !layout.tables.is_empty() {
+        assert_shared_converged(target, layout, context);
+    }
+    if !layout.caches.is_empty() {
+        assert_acl_users(target, layout, context);
+    }
+}
+
+/// Checks the shared tables of table tenants: each shared migration ran
+/// once, and the tenant table has its row-level security policy.
+fn assert_shared_converged(target: &Target<'_>, layout: &Layout, context: &str) {
+    let shared = quote_ident(&layout.shared);
+    let runs = target.psql(&format!(
+        "SELECT string_agg(n::text, ',') FROM {shared}.runs"
+    ));
+    assert_eq!(runs, "2", "{context}: shared migrations");
+    let recorded = target.psql("SELECT count(*) FROM tenantctl.shared_migrations");
+    assert_eq!(recorded, "2", "{context}: shared migration records");
+    let policies = target.psql(&format!(
+        "SELECT count(*) FROM pg_policies WHERE schemaname = {} AND tablename = 'notes'",
+        quote_literal(&layout.shared)
+    ));
+    assert_eq!(policies, "1", "{context}: row-level security policy");
+}
+
+/// Checks that the Redis ACL users with the test's prefix are exactly the
+/// cache tenants' users, each limited to its tenant's keys.
+fn assert_acl_users(target: &Target<'_>, layout: &Layout, context: &str) {
+    let list = redis_cli(target.redis_port, &["ACL", "LIST"]);
+    let mut users = BTreeSet::new();
+    for line in list.lines() {
+        let mut words = line.split(' ');
+        let (Some("user"), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !name.starts_with(target.env.prefix()) {
+            continue;
+        }
+        assert!(
+            line.contains(&format!("~{name}:*")),
+            "{context}: ACL user {name} is not limited to its prefix: {line}"
+        );
+        users.insert(name.to_string());
+    }
+    let declared: BTreeSet<String> = layout.caches.iter().cloned().collect();
+    assert_eq!(users, declared, "{context}: ACL users");
+}
+
+/// Runs redis-cli on a port of 127.0.0.1 and returns its trimmed output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// A small xorshift generator: the crash test prints its seed, and
@@ -334,7 +461,7 @@ fn crash_trials(trials: usize) {
     for trial in 0..trials {
         let env = TestEnv::new();
         let target = Target::shared(&env);
-        let layout = Layout::new(&env, 2, 3);
+        let layout = Layout::every_type(&env, [2, 2, 1, 1]);
         let spec = layout.write(&env, 0.05);
         let args = apply_args(&spec);
 
@@ -539,6 +666,7 @@ fn private_target<'a>(env: &'a TestEnv, server: &PrivatePostgres) -> Target<'a> 
         port: server.port(),
         control_db,
         password: PASSWORD.to_string(),
+        redis_port: support::REDIS_PORT,
     }
 }
 
@@ -664,8 +792,10 @@ fn passwords_never_leak_and_changes_apply() {
     let env = TestEnv::new();
     let server = PrivatePostgres::start();
     server.set_config("log_statement", "all");
+    let redis = PrivateRedis::start();
     let mut target = private_target(&env, &server);
-    let layout = Layout::new(&env, 1, 1);
+    target.redis_port = redis.port();
+    let layout = Layout::every_type(&env, [1, 1, 1, 1]);
     let spec = layout.write(&env, 0.0);
     let first = "Secret-one-7f3a9c";
     let second = "Secret-two-41be0d";
@@ -691,6 +821,17 @@ fn passwords_never_leak_and_changes_apply() {
             text(&changed)
         );
     }
+    let user = &layout.caches[0];
+    assert!(
+        text(&changed).contains(&format!("~ Redis ACL user \"{user}\"")),
+        "{}",
+        text(&changed)
+    );
+    assert!(
+        text(&changed).contains("the password differs"),
+        "{}",
+        text(&changed)
+    );
     outputs.push(changed);
     let apply = ["-vv", "apply", "--auto-approve", "-f", &spec_arg];
     outputs.push(run_watched(&target, &apply, second, &secrets));
@@ -727,6 +868,14 @@ fn passwords_never_leak_and_changes_apply() {
         );
     }
 
+    let acl = redis.redis(&["ACL", "GETUSER", user]);
+    let digest = |value: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(value.as_bytes()))
+    };
+    assert!(acl.contains(&digest(second)), "{acl}");
+    assert!(!acl.contains(&digest(first)), "{acl}");
+
     let registry = target.psql(
         "SELECT concat_ws(' ', (SELECT string_agg(t::text, ' ') FROM tenantctl.tenants t), \
          (SELECT string_agg(m::text, ' ') FROM tenantctl.tenant_migrations m), \
@@ -741,6 +890,10 @@ fn passwords_never_leak_and_changes_apply() {
         ("the registry".to_string(), registry),
         ("the server log".to_string(), server_log),
         (
+            "the Redis log".to_string(),
+            std::fs::read_to_string(redis.log_path()).unwrap_or_default(),
+        ),
+        (
             "the saved plan".to_string(),
             std::fs::read_to_string(&plan_file).expect("saved plan"),
         ),
@@ -752,5 +905,148 @@ fn passwords_never_leak_and_changes_apply() {
         for secret in secrets {
             assert!(!content.contains(secret), "{place} holds a password");
         }
+    }
+}
+
+#[test]
+fn redis_stopped_mid_apply_fails_its_tenants_and_next_apply_converges() {
+    let env = TestEnv::new();
+    let mut redis = PrivateRedis::start();
+    let mut target = Target::shared(&env);
+    target.redis_port = redis.port();
+    let layout = Layout::every_type(&env, [0, 3, 0, 3]);
+    let spec = layout.write(&env, 0.4);
+    // The first cache tenant goes first, so Redis stops between cache tenants.
+    let written = std::fs::read_to_string(&spec).expect("spec");
+    let mut blocks: Vec<&str> = written.split("[[tenants]]").collect();
+    let head = blocks.remove(0);
+    let first_cache = blocks.len() - layout.caches.len();
+    let moved = blocks.remove(first_cache);
+    blocks.insert(0, moved);
+    std::fs::write(
+        &spec,
+        format!("{head}[[tenants]]{}", blocks.join("[[tenants]]")),
+    )
+    .expect("spec");
+
+    let mut args = apply_args(&spec);
+    args.extend(["--parallelism".to_string(), "1".to_string()]);
+    let child = target
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .spawn()
+        .expect("tenantctl starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !redis.redis(&["ACL", "USERS"]).contains(&layout.caches[0]) {
+        assert!(Instant::now() < deadline, "apply set no ACL user");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    redis.stop();
+    let output = child.wait_with_output().expect("tenantctl ends");
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    let unreachable = format!(
+        "cannot connect to Redis server redis://127.0.0.1:{}/",
+        redis.port()
+    );
+    for id in &layout.caches[1..] {
+        assert!(
+            shown.contains(&format!(
+                "✗ Tenant '{id}' failed: set Redis ACL user {id}: {unreachable}"
+            )),
+            "{shown}"
+        );
+    }
+    assert!(shown.contains("2 failed"), "{shown}");
+    let ready = target.psql(
+        "SELECT string_agg(id, ',' ORDER BY id) FROM tenantctl.tenants WHERE status = 'ready'",
+    );
+    let mut expected: Vec<&str> = layout.schemas.iter().map(|s| s.0.as_str()).collect();
+    expected.push(&layout.caches[0]);
+    expected.sort();
+    assert_eq!(ready, expected.join(","), "{shown}");
+
+    // A restarted Redis keeps no ACL users: the next apply sets all three.
+    redis.start_again();
+    let rerun = target.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert_converged(&target, &layout, "after Redis came back");
+}
+
+/// Starts `create` for a tenant of the spec. It writes to a spec file of
+/// its own with the same migrations, so it holds the apply lock while they
+/// run, and races an apply of the main spec for the same id.
+fn spawn_create(target: &Target<'_>, id: &str) -> Child {
+    target.env.write_spec(
+        "created.toml",
+        "version = 1\n[defaults]\nmigrations = \"migrations\"\n",
+    );
+    target
+        .command(&[
+            "create",
+            "-f",
+            "created.toml",
+            "--id",
+            id,
+            "--name",
+            "Racer",
+            "--isolation",
+            "schema",
+            "--yes",
+        ])
+        .spawn()
+        .expect("tenantctl starts")
+}
+
+#[test]
+fn create_racing_apply_for_one_id_reports_the_duplicate() {
+    for create_first in [false, true] {
+        let env = TestEnv::new();
+        let target = Target::shared(&env);
+        let id = env.id("racer");
+        write_migrations(&env, 0.3);
+        let spec = env.write_spec(
+            "tenants.toml",
+            &format!(
+                "version = 1\n[[tenants]]\nid = \"{id}\"\nname = \"Racer\"\nisolation = \"schema\"\n\
+                 migrations = \"migrations\"\n"
+            ),
+        );
+        let args = apply_args(&spec);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (first, second) = if create_first {
+            let create = spawn_create(&target, &id);
+            std::thread::sleep(Duration::from_millis(100));
+            (
+                create,
+                target.command(&args).spawn().expect("tenantctl starts"),
+            )
+        } else {
+            let apply = target.command(&args).spawn().expect("tenantctl starts");
+            std::thread::sleep(Duration::from_millis(300));
+            (apply, spawn_create(&target, &id))
+        };
+        let first = first.wait_with_output().expect("tenantctl ends");
+        let second = second.wait_with_output().expect("tenantctl ends");
+        let (create, apply) = if create_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let shown = format!("create:\n{}\napply:\n{}", text(&create), text(&apply));
+        assert!(apply.status.success(), "{shown}");
+        if create.status.success() {
+            assert!(!text(&apply).contains("will be created"), "{shown}");
+        } else {
+            assert_eq!(create.status.code(), Some(1), "{shown}");
+            assert!(
+                text(&create).contains(&format!("Tenant with ID '{id}' already exists")),
+                "{shown}"
+            );
+        }
+        let plan = target.run(&["plan", "--detailed-exitcode", "-f", args[4]]);
+        assert_eq!(plan.status.code(), Some(0), "{shown}\n{}", text(&plan));
+        let registry =
+            target.psql("SELECT string_agg(id || ':' || status, ',') FROM tenantctl.tenants");
+        assert_eq!(registry, format!("{id}:ready"), "{shown}");
     }
 }

@@ -9,8 +9,8 @@ use super::schema::{
     create_role, created_line, ensure_membership, execute, ready_line, set_password,
 };
 use super::{
-    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
-    write_record,
+    ApplyContext, Report, TenantError, final_status, finish, is_applied_separately, log_action,
+    migrate, write_record,
 };
 use crate::migrations::Migration;
 use crate::plan::TenantPlan;
@@ -74,7 +74,7 @@ pub fn apply(
     };
     let mut admin = None;
     for action in &tenant_plan.actions {
-        if is_registry_only(action) {
+        if is_applied_separately(action) {
             continue;
         }
         if let Action::RunMigrations { migrations } = action {
@@ -97,7 +97,7 @@ pub fn apply(
     }
 
     finish(&mut control, context, tenant, tenant_plan, status)?;
-    report.push(ready_line(status));
+    report.push(ready_line(status, tenant_plan));
     Ok((report, status))
 }
 

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::apply::lock::ApplyLock;
-use crate::apply::{ApplyContext, execute};
+use crate::apply::{ApplyContext, Outcome, execute};
 use crate::cli::{ApplyArgs, GlobalArgs, SpecArgs};
+use crate::commands::plan::Planned;
 use crate::error::{Error, Result};
 use crate::output::Printer;
 use crate::plan::render;
@@ -68,25 +69,8 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         return Ok(1);
     }
 
-    let current_role = planned
-        .actual
-        .control
-        .current
-        .clone()
-        .ok_or_else(|| Error::other("the connecting role could not be read"))?;
-    let control_pool = db::pool(&control_url, u32::from(args.parallelism))?;
-    let context = ApplyContext {
-        desired: &planned.desired,
-        actual: &planned.actual,
-        servers: &planned.servers,
-        control: control_pool,
-        server_pools: Mutex::new(HashMap::new()),
-        current_role,
-        parallelism: u32::from(args.parallelism),
-        printer,
-    };
     printer.out("\n");
-    let outcome = execute(&context, &planned.plan)?;
+    let outcome = execute_planned(&planned, args.parallelism, printer)?;
     lock.release();
     if let Some((server, error)) = &outcome.lost {
         return Err(Error::with_hint(
@@ -138,7 +122,7 @@ fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()>
             "it was made for control database {}, not {}",
             saved.source.control, now.source.control
         )
-    } else if saved.tenants != now.tenants {
+    } else if saved.tenants != now.tenants || saved.shared != now.shared {
         "the servers or the registry changed since the plan was made".to_string()
     } else {
         return Ok(());
@@ -147,6 +131,29 @@ fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()>
         format!("stale plan: {stale}"),
         "run tenantctl plan --out again",
     ))
+}
+
+/// Provisions a computed plan with up to `parallelism` tenants at once.
+pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -> Result<Outcome> {
+    let current_role = planned
+        .actual
+        .control
+        .current
+        .clone()
+        .ok_or_else(|| Error::other("the connecting role could not be read"))?;
+    let control_pool = db::pool(&planned.control_url, u32::from(parallelism))?;
+    let context = ApplyContext {
+        desired: &planned.desired,
+        actual: &planned.actual,
+        servers: &planned.servers,
+        control: control_pool,
+        server_pools: Mutex::new(HashMap::new()),
+        redis: OnceLock::new(),
+        current_role,
+        parallelism: u32::from(parallelism),
+        printer,
+    };
+    execute(&context, &planned.plan)
 }
 
 /// Asks for confirmation on a terminal; without one, `--auto-approve` is required.

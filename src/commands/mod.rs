@@ -1,6 +1,7 @@
 //! One entry function per subcommand, plus the steps they share.
 
 pub mod apply;
+pub mod create;
 pub mod plan;
 pub mod validate;
 

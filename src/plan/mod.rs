@@ -4,5 +4,6 @@ pub mod action;
 pub mod diff;
 pub mod privileges;
 pub mod render;
+pub mod shared;
 
 pub use action::{Action, Plan, TenantPlan};

@@ -149,32 +149,34 @@ impl MissingValue {
         self
     }
 
-    /// Builds the one error that lists every missing required value when no
-    /// one can be asked for them, located at the first of them.
-    pub fn to_error(missing: &[MissingValue]) -> SpecError {
-        let first = &missing[0];
-        let count = match missing.len() {
-            1 => "1 required value is".to_string(),
-            n => format!("{n} required values are"),
-        };
-        let mut error = SpecError::at(
-            &first.origin,
-            first.position,
-            format!("{count} missing from the spec"),
+    /// Describes where the value is missing and why, such as
+    /// `tenants.toml:14:1: tenant 'acme': database.password: environment
+    /// variable `ACME_DB_PASSWORD` is not set`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{}:{}:{}: tenant '{}': {}",
+            self.origin, self.position.line, self.position.column, self.tenant, self.field
         );
-        for value in missing {
-            let reason = value
-                .reason
-                .as_ref()
-                .map(|reason| format!(": {reason}"))
-                .unwrap_or_default();
-            error = error.with_note(format!(
-                "  - tenant {:?}: {} ({}:{}:{}){reason}",
-                value.tenant, value.field, value.origin, value.position.line, value.position.column
-            ));
+        if let Some(reason) = &self.reason {
+            text.push_str(&format!(": {reason}"));
         }
-        error.with_hint(
-            "set the environment variables and files named above, or run on a terminal without --no-input to be asked",
-        )
+        text
     }
+}
+
+/// Builds the one error that lists every missing value, for runs that
+/// cannot ask for them.
+pub fn missing_error(missing: &[MissingValue]) -> SpecError {
+    let origin = missing.first().map_or("", |value| value.origin.as_str());
+    let count = match missing.len() {
+        1 => "1 required value is".to_string(),
+        many => format!("{many} required values are"),
+    };
+    let mut error = SpecError::plain(origin, format!("{count} missing from the spec"));
+    for value in missing {
+        error = error.with_note(format!("  {}", value.describe()));
+    }
+    error.with_hint(
+        "set them in the spec or its environment variables, or run on a terminal without --no-input or CI=true to type them",
+    )
 }

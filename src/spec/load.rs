@@ -129,12 +129,21 @@ pub fn load_path(path: &Path, format: Option<Format>) -> Result<Document, SpecEr
     file.take(MAX_SPEC_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|error| SpecError::plain(&origin, format!("cannot read spec file: {error}")))?;
-    let base_dir = path
-        .parent()
+    parse_bytes(
+        &origin,
+        Some(path.to_path_buf()),
+        base_dir(path),
+        format,
+        bytes,
+    )
+}
+
+/// Returns the folder that relative paths in the spec at `path` start from.
+pub fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
         .filter(|parent| !parent.as_os_str().is_empty())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    parse_bytes(&origin, Some(path.to_path_buf()), base_dir, format, bytes)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Parses spec bytes that were already read.

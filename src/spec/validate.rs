@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::desired::{
     CacheTarget, DatabaseTarget, Desired, DesiredTenant, MissingValue, RoleTarget, SchemaTarget,
-    TablesTarget,
+    TablesTarget, missing_error,
 };
 use super::error::{SpecError, SpecErrors};
 use super::load::{Document, Format, escape_pointer};
@@ -90,7 +90,7 @@ pub fn validate(document: &Document, options: ValidateOptions) -> Result<Desired
     errors.extend(builder.errors);
     errors.sort_by_key(|error| error.position.map(|p| (p.line, p.column)));
     if options.missing_is_error && !desired.missing.is_empty() {
-        errors.push(MissingValue::to_error(&desired.missing));
+        errors.push(missing_error(&desired.missing));
     }
     if errors.is_empty() {
         Ok(desired)
@@ -626,12 +626,12 @@ impl<'a> Builder<'a> {
             create,
         );
         if let Some(host) = &section.host
-            && (host.is_empty()
-                || host
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '/' || c == '@'))
+            && let Err(reason) = check_host(host)
         {
-            self.error(&format!("{at}/host"), format!("invalid host {host:?}"));
+            self.error(
+                &format!("{at}/host"),
+                format!("invalid host {host:?}: {reason}"),
+            );
         }
         DatabaseTarget {
             name,
@@ -911,6 +911,21 @@ impl<'a> Builder<'a> {
         self.migration_sets.insert(dir, loaded.clone());
         loaded
     }
+}
+
+/// Checks a database host name: not empty, and free of the characters that
+/// would change the meaning of a connection URL.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("it is empty".into());
+    }
+    if let Some(bad) = host
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'))
+    {
+        return Err(format!("it contains {bad:?}"));
+    }
+    Ok(())
 }
 
 /// Checks a Redis key prefix: it ends with `:` and contains no glob
