@@ -518,10 +518,9 @@ fn crash_long_kill_and_rerun_converges() {
 fn non_superuser<'a>(env: &'a TestEnv, name: &str, attributes: &str) -> (Target<'a>, String) {
     let role = env.id(name);
     env.psql(&format!(
-        "CREATE ROLE {} LOGIN NOSUPERUSER {attributes}; GRANT CREATE ON DATABASE {} TO {}",
-        quote_ident(&role),
+        "CREATE ROLE {role} LOGIN NOSUPERUSER {attributes}; GRANT CREATE ON DATABASE {} TO {role}",
         quote_ident(env.control_db()),
-        quote_ident(&role)
+        role = quote_ident(&role),
     ));
     (Target::shared(env), role)
 }
@@ -542,7 +541,11 @@ fn run_as(target: &Target<'_>, role: &str, args: &[&str]) -> Output {
 fn createdb_createrole_role_applies_tenants() {
     let env = TestEnv::new();
     let (target, admin) = non_superuser(&env, "admin", "CREATEDB CREATEROLE");
-    let layout = Layout::new(&env, 2, 2);
+    env.psql(&format!(
+        "GRANT SET ON PARAMETER app.tenant_id TO {}",
+        quote_ident(&admin)
+    ));
+    let layout = Layout::every_type(&env, [2, 2, 1, 1]);
     layout.write(&env, 0.0);
 
     let apply = run_as(
@@ -591,6 +594,43 @@ fn missing_privileges_refuse_the_plan_before_any_change() {
         assert!(!shown.contains("panicked"), "{shown}");
     }
     assert_eq!(target.psql("SELECT count(*) FROM tenantctl.tenants"), "0");
+
+    // Without SET on the tenant setting, a table tenant's role is refused.
+    Layout::every_type(&env, [0, 0, 1, 0]).write(&env, 0.0);
+    let output = run_as(&target, &weak, &["plan"]);
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    let table_role = format!("{}_user", env.id("t0"));
+    assert!(
+        shown.contains(&format!(
+            "lacks SET on the tenant setting (GRANT SET ON PARAMETER), which setting it for role \"{table_role}\" needs"
+        )),
+        "{shown}"
+    );
+
+    // A Redis user that may not run ACL SETUSER is refused the same way.
+    let redis_user = env.id("redis_deployer");
+    let url = format!("redis://{redis_user}:deployer-pw@127.0.0.1:{}/", target.redis_port);
+    redis_cli(
+        target.redis_port,
+        &["ACL", "SETUSER", &redis_user, "on", ">deployer-pw", "~*", "+@all", "-acl|setuser"],
+    );
+    Layout::every_type(&env, [0, 0, 0, 1]).write(&env, 0.0);
+    let output = target
+        .command(&["plan"])
+        .env("TENANTCTL_REDIS_URL", &url)
+        .output()
+        .expect("tenantctl runs");
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    let cache = env.id("c0");
+    assert!(
+        shown.contains(&format!(
+            "✗ Redis user \"{redis_user}\" on redis://{redis_user}:***@127.0.0.1:{}/ may not run ACL SETUSER, which setting ACL user \"{cache}\" needs",
+            target.redis_port
+        )),
+        "{shown}"
+    );
     let prefix = quote_literal(env.prefix());
     let created = target.psql_db(
         "postgres",

@@ -78,7 +78,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
     } = context;
     let selected = |id: &str| only.is_empty() || only.iter().any(|wanted| wanted == id);
     let mut warnings = desired.warnings.clone();
-    let shared = shared_section(desired, actual, &selected);
+    let shared = shared_section(desired, actual, servers, &selected);
     let shared_changes = shared.as_ref().is_some_and(|shared| {
         shared.actions.iter().any(|action| {
             matches!(
@@ -161,6 +161,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
 fn shared_section(
     desired: &Desired,
     actual: &Actual,
+    servers: &Servers,
     selected: &dyn Fn(&str) -> bool,
 ) -> Option<SharedPlan> {
     let (target, state) = (desired.tables.as_ref()?, actual.shared.as_ref()?);
@@ -169,7 +170,15 @@ fn shared_section(
         .iter()
         .any(|tenant| tenant.isolation == Isolation::Table && selected(&tenant.id));
     let unfiltered = desired.tenants.iter().all(|tenant| selected(&tenant.id));
-    (wanted || unfiltered).then(|| plan_shared(target, state))
+    if !wanted && !unfiltered {
+        return None;
+    }
+    let mut plan = plan_shared(target, state);
+    if let Some(Ok(server)) = actual.servers.get(&servers.control_key) {
+        let rights = Rights::of(actual, servers, server, &servers.control_key);
+        plan.errors = privileges::check(&plan.actions, &rights);
+    }
+    Some(plan)
 }
 
 /// Warns about server settings that defeat row-level security or Redis ACL
@@ -286,11 +295,7 @@ impl TenantPlanner<'_> {
         let Some(Ok(server)) = self.actual.servers.get(&key) else {
             return Vec::new();
         };
-        let rights = Rights {
-            server,
-            server_key: &key,
-            control: &self.actual.control,
-        };
+        let rights = Rights::of(self.actual, self.servers, server, &key);
         privileges::check(&self.actions, &rights)
     }
 

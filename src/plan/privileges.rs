@@ -5,11 +5,15 @@
 //! The rules are PostgreSQL 15's. CREATE ROLE, ALTER ROLE and GRANT of a
 //! non-superuser role need CREATEROLE. CREATE DATABASE needs CREATEDB, and
 //! CREATE SCHEMA needs CREATE on the database. GRANT and REVOKE on an
-//! existing database or schema need its owner's rights, which members of
-//! the owning role have too.
+//! existing database, schema or table need its owner's rights, which
+//! members of the owning role have too. In Redis, setting an ACL user needs
+//! the `ACL SETUSER` command.
 
 use super::action::Action;
 use crate::state::catalog::{ControlCatalog, ServerCatalog};
+use crate::state::redis::RedisState;
+use crate::state::tables::SharedState;
+use crate::state::{Actual, Servers};
 
 /// Catalogs of the servers one tenant's actions run on.
 pub struct Rights<'a> {
@@ -18,25 +22,66 @@ pub struct Rights<'a> {
     /// `host:port` of that server, as plans name it.
     pub server_key: &'a str,
     pub control: &'a ControlCatalog,
+    /// The shared tables of table tenants, when the spec has `[tables]`.
+    pub shared: Option<&'a SharedState>,
+    /// The Redis server's state and its URL without password, when read.
+    pub redis: Option<(&'a RedisState, &'a str)>,
+}
+
+impl<'a> Rights<'a> {
+    /// Gathers the rights of actions that run on `server`, which is the
+    /// server `server_key` names.
+    pub fn of(
+        actual: &'a Actual,
+        servers: &'a Servers,
+        server: &'a ServerCatalog,
+        server_key: &'a str,
+    ) -> Rights<'a> {
+        let redis = match (&actual.redis, &servers.redis) {
+            (Some(Ok(state)), Some(target)) => Some((state, target.display.as_str())),
+            _ => None,
+        };
+        Rights {
+            server,
+            server_key,
+            control: &actual.control,
+            shared: actual.shared.as_ref(),
+            redis,
+        }
+    }
 }
 
 /// Returns one message per missing privilege, naming the action that needs it.
 pub fn check(actions: &[Action], rights: &Rights<'_>) -> Vec<String> {
     let current = &rights.server.current;
-    if current.superuser {
-        return Vec::new();
-    }
-    let tenant_roles = tenant_roles(actions);
     let mut missing = Vec::new();
-    for action in actions {
-        if let Some(problem) = check_action(action, &tenant_roles, rights) {
-            missing.push(format!(
-                "role \"{}\" on {} {problem}",
-                current.name, rights.server_key
-            ));
+    if !current.superuser {
+        let tenant_roles = tenant_roles(actions);
+        for action in actions {
+            if let Some(problem) = check_action(action, &tenant_roles, rights) {
+                missing.push(format!(
+                    "role \"{}\" on {} {problem}",
+                    current.name, rights.server_key
+                ));
+            }
         }
     }
+    missing.extend(actions.iter().filter_map(|action| check_redis(action, rights)));
     missing
+}
+
+/// Checks that the Redis user may run `ACL SETUSER` for an ACL user action.
+fn check_redis(action: &Action, rights: &Rights<'_>) -> Option<String> {
+    let Action::SetAclUser { user, .. } = action else {
+        return None;
+    };
+    let (state, server) = rights.redis?;
+    (state.may_set_users == Some(false)).then(|| {
+        format!(
+            "Redis user \"{}\" on {server} may not run ACL SETUSER, which setting ACL user \"{user}\" needs",
+            state.user
+        )
+    })
 }
 
 /// Roles that the plan creates or adopts: the connecting role becomes their
@@ -85,8 +130,58 @@ fn check_action(action: &Action, tenant_roles: &[&str], rights: &Rights<'_>) -> 
         Action::RestrictSchema { schema, role, .. } => {
             check_restrict_schema(schema, role.as_deref(), rights, &acts_as)
         }
+        Action::GrantTableRole { role, .. } | Action::RevokeTableRole { role, .. } => {
+            check_table_grants(role, rights, &acts_as)
+        }
+        Action::SetPolicy { table, .. } => {
+            let owner = &rights.shared?.tables.iter().find(|t| &t.name == table)?.owner;
+            (!acts_as(owner)).then(|| {
+                format!(
+                    "is not owner \"{owner}\" of shared table \"{table}\" nor a member of it, which enabling its row-level security needs"
+                )
+            })
+        }
+        Action::RunSharedMigrations { schema, .. } => {
+            let owner = &rights.control.schemas.get(schema)?.owner;
+            let may_create = rights
+                .shared?
+                .schema_grants
+                .get(&current.name)
+                .is_some_and(|privileges| privileges.iter().any(|p| p == "CREATE"));
+            (!acts_as(owner) && !may_create).then(|| {
+                format!(
+                    "has no CREATE on schema \"{schema}\" and is not its owner \"{owner}\" nor a member of it, which the shared migrations need"
+                )
+            })
+        }
         _ => None,
     }
+}
+
+/// Checks the rights that granting the shared tables to a table tenant's
+/// role, or revoking them, needs: the tables' owner rights, and CREATEROLE
+/// to set or reset the role's tenant setting.
+fn check_table_grants(
+    role: &str,
+    rights: &Rights<'_>,
+    acts_as: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let tables = rights.shared.map(|shared| shared.tables.as_slice()).unwrap_or_default();
+    if let Some(table) = tables.iter().find(|table| !acts_as(&table.owner)) {
+        return Some(format!(
+            "is not owner \"{}\" of shared table \"{}\" nor a member of it, which granting it to role \"{role}\" needs",
+            table.owner, table.name
+        ));
+    }
+    if rights.shared.is_some_and(|shared| !shared.may_set_setting) {
+        return Some(format!(
+            "lacks SET on the tenant setting (GRANT SET ON PARAMETER), which setting it for role \"{role}\" needs"
+        ));
+    }
+    let current = &rights.server.current;
+    (!current.create_role && current.name != role).then(|| {
+        format!("lacks CREATEROLE, which setting the tenant setting of role \"{role}\" needs")
+    })
 }
 
 fn check_role_change(action: &Action, role: &str, server: &ServerCatalog) -> Option<String> {
@@ -193,6 +288,8 @@ mod tests {
             server,
             server_key: "h:5432",
             control: &control,
+            shared: None,
+            redis: None,
         };
         check(actions, &rights)
     }
@@ -239,5 +336,62 @@ mod tests {
             .members
             .insert("someone".into(), ["admin".to_string()].into());
         assert!(run(&server, &actions).is_empty());
+    }
+
+    #[test]
+    fn redis_user_without_acl_setuser_is_named() {
+        let server = catalog(role(true, true));
+        let control = ControlCatalog {
+            schemas: HashMap::new(),
+            current: Some(server.current.clone()),
+        };
+        let state = RedisState {
+            users: HashMap::new(),
+            commands: Default::default(),
+            user: "deployer".into(),
+            may_set_users: Some(false),
+        };
+        let rights = Rights {
+            server: &server,
+            server_key: "h:5432",
+            control: &control,
+            shared: None,
+            redis: Some((&state, "redis://h:6379/")),
+        };
+        let actions = [Action::SetAclUser {
+            user: "acme".into(),
+            prefix: "acme:".into(),
+            exists: false,
+            because: Vec::new(),
+        }];
+        let errors = check(&actions, &rights);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("\"deployer\" on redis://h:6379/"), "{errors:?}");
+        assert!(errors[0].contains("ACL user \"acme\""), "{errors:?}");
+    }
+
+    #[test]
+    fn table_grants_need_the_setting_privilege() {
+        let server = catalog(role(true, true));
+        let control = ControlCatalog {
+            schemas: HashMap::new(),
+            current: Some(server.current.clone()),
+        };
+        let shared = SharedState::default();
+        let rights = Rights {
+            server: &server,
+            server_key: "h:5432",
+            control: &control,
+            shared: Some(&shared),
+            redis: None,
+        };
+        let actions = [Action::GrantTableRole {
+            role: "acme".into(),
+            schema: "public".into(),
+            because: Vec::new(),
+        }];
+        let errors = check(&actions, &rights);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("GRANT SET ON PARAMETER"), "{errors:?}");
     }
 }

@@ -169,7 +169,11 @@ pub fn to_text(plan: &Plan) -> String {
 }
 
 fn write_shared(out: &mut String, shared: &SharedPlan) {
-    if shared.actions.is_empty() && shared.shared_tables.is_empty() && shared.notes.is_empty() {
+    if shared.actions.is_empty()
+        && shared.shared_tables.is_empty()
+        && shared.notes.is_empty()
+        && shared.errors.is_empty()
+    {
         return;
     }
     let verb = if shared.actions.is_empty() {
@@ -199,6 +203,9 @@ fn write_shared(out: &mut String, shared: &SharedPlan) {
     }
     for note in &shared.notes {
         let _ = writeln!(out, "  ! {note}");
+    }
+    for error in &shared.errors {
+        let _ = writeln!(out, "  ✗ {error}");
     }
     out.push('\n');
 }
