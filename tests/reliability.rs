@@ -610,10 +610,22 @@ fn missing_privileges_refuse_the_plan_before_any_change() {
 
     // A Redis user that may not run ACL SETUSER is refused the same way.
     let redis_user = env.id("redis_deployer");
-    let url = format!("redis://{redis_user}:deployer-pw@127.0.0.1:{}/", target.redis_port);
+    let url = format!(
+        "redis://{redis_user}:deployer-pw@127.0.0.1:{}/",
+        target.redis_port
+    );
     redis_cli(
         target.redis_port,
-        &["ACL", "SETUSER", &redis_user, "on", ">deployer-pw", "~*", "+@all", "-acl|setuser"],
+        &[
+            "ACL",
+            "SETUSER",
+            &redis_user,
+            "on",
+            ">deployer-pw",
+            "~*",
+            "+@all",
+            "-acl|setuser",
+        ],
     );
     Layout::every_type(&env, [0, 0, 0, 1]).write(&env, 0.0);
     let output = target

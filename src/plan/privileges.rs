@@ -66,7 +66,11 @@ pub fn check(actions: &[Action], rights: &Rights<'_>) -> Vec<String> {
             }
         }
     }
-    missing.extend(actions.iter().filter_map(|action| check_redis(action, rights)));
+    missing.extend(
+        actions
+            .iter()
+            .filter_map(|action| check_redis(action, rights)),
+    );
     missing
 }
 
@@ -134,7 +138,12 @@ fn check_action(action: &Action, tenant_roles: &[&str], rights: &Rights<'_>) -> 
             check_table_grants(role, rights, &acts_as)
         }
         Action::SetPolicy { table, .. } => {
-            let owner = &rights.shared?.tables.iter().find(|t| &t.name == table)?.owner;
+            let owner = &rights
+                .shared?
+                .tables
+                .iter()
+                .find(|t| &t.name == table)?
+                .owner;
             (!acts_as(owner)).then(|| {
                 format!(
                     "is not owner \"{owner}\" of shared table \"{table}\" nor a member of it, which enabling its row-level security needs"
@@ -166,7 +175,10 @@ fn check_table_grants(
     rights: &Rights<'_>,
     acts_as: &dyn Fn(&str) -> bool,
 ) -> Option<String> {
-    let tables = rights.shared.map(|shared| shared.tables.as_slice()).unwrap_or_default();
+    let tables = rights
+        .shared
+        .map(|shared| shared.tables.as_slice())
+        .unwrap_or_default();
     if let Some(table) = tables.iter().find(|table| !acts_as(&table.owner)) {
         return Some(format!(
             "is not owner \"{}\" of shared table \"{}\" nor a member of it, which granting it to role \"{role}\" needs",
@@ -366,7 +378,10 @@ mod tests {
         }];
         let errors = check(&actions, &rights);
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("\"deployer\" on redis://h:6379/"), "{errors:?}");
+        assert!(
+            errors[0].contains("\"deployer\" on redis://h:6379/"),
+            "{errors:?}"
+        );
         assert!(errors[0].contains("ACL user \"acme\""), "{errors:?}");
     }
 

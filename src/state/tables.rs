@@ -154,7 +154,9 @@ pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<Shar
             .sql(", 'SET')"),
     )
     .get_result(connection)
-    .map_err(Error::query("cannot check the privilege to set the tenant setting"))?;
+    .map_err(Error::query(
+        "cannot check the privilege to set the tenant setting",
+    ))?;
 
     Ok(SharedState {
         schema_exists: !schema.is_empty(),
