@@ -37,6 +37,10 @@ pub struct ApplyContext<'a> {
     /// The Redis pool, or why it cannot be opened, set on first use so
     /// that an unreachable server is tried once per apply.
     pub redis: OnceLock<std::result::Result<cache::RedisPool, String>>,
+    /// Why a connection to Redis failed during this apply, once one has, so
+    /// the tenants after it fail at once instead of each waiting for the
+    /// pool's timeout.
+    pub redis_lost: OnceLock<String>,
     pub current_role: CurrentRole,
     pub parallelism: u32,
     pub printer: &'a Printer,

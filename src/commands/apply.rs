@@ -149,6 +149,7 @@ pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -
         control: control_pool,
         server_pools: Mutex::new(HashMap::new()),
         redis: OnceLock::new(),
+        redis_lost: OnceLock::new(),
         current_role,
         parallelism: u32::from(parallelism),
         printer,

@@ -291,11 +291,15 @@ mod tests {
         ]
     }
 
-    fn run(server: &ServerCatalog, actions: &[Action]) -> Vec<String> {
-        let control = ControlCatalog {
+    fn control_of(server: &ServerCatalog) -> ControlCatalog {
+        ControlCatalog {
             schemas: HashMap::new(),
             current: Some(server.current.clone()),
-        };
+        }
+    }
+
+    fn run(server: &ServerCatalog, actions: &[Action]) -> Vec<String> {
+        let control = control_of(server);
         let rights = Rights {
             server,
             server_key: "h:5432",
@@ -353,10 +357,7 @@ mod tests {
     #[test]
     fn redis_user_without_acl_setuser_is_named() {
         let server = catalog(role(true, true));
-        let control = ControlCatalog {
-            schemas: HashMap::new(),
-            current: Some(server.current.clone()),
-        };
+        let control = control_of(&server);
         let state = RedisState {
             users: HashMap::new(),
             commands: Default::default(),
@@ -388,10 +389,7 @@ mod tests {
     #[test]
     fn table_grants_need_the_setting_privilege() {
         let server = catalog(role(true, true));
-        let control = ControlCatalog {
-            schemas: HashMap::new(),
-            current: Some(server.current.clone()),
-        };
+        let control = control_of(&server);
         let shared = SharedState::default();
         let rights = Rights {
             server: &server,
