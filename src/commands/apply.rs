@@ -27,6 +27,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         .as_ref()
         .map(|plan| plan.source.tenant_filter.clone())
         .unwrap_or_else(|| args.tenants.clone());
+    let refresh = saved
+        .as_ref()
+        .map_or(args.refresh, |plan| plan.source.refresh);
     let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
     super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
@@ -44,12 +47,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
             "Waiting for {busy} statements of an interrupted apply to finish..."
         ));
     })?;
-    let planned = super::plan::compute(
+    let planned = super::plan::compute_with(
         document,
         desired,
         control_url.clone(),
         &mut control,
         &tenants,
+        refresh,
     )?;
     drop(control);
 

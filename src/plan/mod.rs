@@ -3,6 +3,7 @@
 pub mod action;
 pub mod diff;
 pub mod privileges;
+pub mod refresh;
 pub mod render;
 pub mod shared;
 
