@@ -62,8 +62,8 @@ impl ApplyLock {
 
     /// Waits, up to `timeout`, until no other tenantctl session working for
     /// this control database is running a statement or has a transaction
-    /// open. Sessions are told apart by their application name (see
-    /// [`db::tag_sessions`]).
+    /// open. Their application name (see [`db::tag_sessions`]) shows which
+    /// control database a session works for.
     ///
     /// A killed apply releases the lock as soon as its lock connection
     /// closes, but PostgreSQL finishes a statement the killed client had

@@ -37,9 +37,9 @@ pub struct ApplyContext<'a> {
     /// The Redis pool, or why it cannot be opened, set on first use so
     /// that an unreachable server is tried once per apply.
     pub redis: OnceLock<std::result::Result<cache::RedisPool, String>>,
-    /// Why a connection to Redis failed during this apply, once one has, so
-    /// the tenants after it fail at once instead of each waiting for the
-    /// pool's timeout.
+    /// Error of the first failed Redis connection of this apply, so the
+    /// tenants after it fail at once instead of each waiting for the pool's
+    /// timeout.
     pub redis_lost: OnceLock<String>,
     pub current_role: CurrentRole,
     pub parallelism: u32,
@@ -84,10 +84,10 @@ impl TenantError {
         self
     }
 
-    /// Whether the failure is the loss of a PostgreSQL server rather than a
-    /// problem of this tenant: the connection was closed or refused, or the
-    /// server is shutting down or starting up. libpq and PostgreSQL 15 report these
-    /// only as text, so the text is matched.
+    /// Returns whether the failure is the loss of a PostgreSQL server rather
+    /// than a problem of this tenant: the connection was closed or refused,
+    /// or the server is shutting down or starting up. libpq and PostgreSQL 15
+    /// report these only as text, so the text is matched.
     pub fn is_connection_lost(&self) -> bool {
         const SIGNS: &[&str] = &[
             "terminating connection",
@@ -102,7 +102,7 @@ impl TenantError {
             "lost synchronization with server",
         ];
         // An unreachable Redis server fails only the tenants with an ACL
-        // user; the others go on.
+        // user, so it does not stop the run.
         if self.step.contains("Redis") {
             return false;
         }
