@@ -2,8 +2,10 @@
 
 pub mod action;
 pub mod diff;
+pub mod pending;
 pub mod privileges;
 pub mod refresh;
+pub mod removal;
 pub mod render;
 pub mod shared;
 
