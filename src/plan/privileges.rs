@@ -134,6 +134,10 @@ fn check_action(action: &Action, tenant_roles: &[&str], rights: &Rights<'_>) -> 
         Action::RestrictSchema { schema, role, .. } => {
             check_restrict_schema(schema, role.as_deref(), rights, &acts_as)
         }
+        // PostgreSQL 15 lets only superusers change SUPERUSER and BYPASSRLS.
+        Action::RestrictRole { role, .. } => Some(format!(
+            "is not superuser, which removing SUPERUSER and BYPASSRLS from role \"{role}\" needs"
+        )),
         Action::GrantTableRole { role, .. } | Action::RevokeTableRole { role, .. } => {
             check_table_grants(role, rights, &acts_as)
         }
