@@ -439,7 +439,7 @@ fn lifecycle_of_schema_and_database_tenants() {
     let adopting = step(&["plan", "-f", "tenants.toml", "--detailed-exitcode"], 2);
     for line in [
         format!("<= role \"{owner}\" (exists; adopted, not recreated)"),
-        format!("~ role \"{owner}\" password (sensitive)"),
+        format!("~ password (sensitive) of role \"{owner}\""),
         format!("<= database \"{epsilon}_db\" on 127.0.0.1:5432 (exists; adopted, not recreated)"),
         format!("~ CONNECT on \"{epsilon}_db\" only for \"{owner}\" (revoked from PUBLIC)"),
     ] {

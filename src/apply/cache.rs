@@ -52,9 +52,15 @@ pub fn set_acl_user(
         .redis
         .as_ref()
         .ok_or_else(|| TenantError::new(&step, "no Redis server is configured"))?;
-    let mut connection = pool
-        .get()
-        .map_err(|error| TenantError::new(&step, target.connect_failure(error)))?;
+    if let Some(lost) = context.redis_lost.get() {
+        return Err(TenantError::new(&step, lost));
+    }
+    let mut connection = pool.get().map_err(|error| {
+        let lost = context
+            .redis_lost
+            .get_or_init(|| target.connect_failure(error));
+        TenantError::new(&step, lost)
+    })?;
     // Each rule is its own argument, so no value is ever parsed as a command.
     redis::cmd("ACL")
         .arg("SETUSER")

@@ -67,9 +67,13 @@ pub fn apply(
         } else {
             let admin = match &mut admin {
                 Some(admin) => admin,
-                None => admin.insert(admin_connection(context, &key)?),
+                None => admin.insert(
+                    admin_connection(context, &key).map_err(|error| error.at_server(&key))?,
+                ),
             };
-            if let Some(line) = run_admin_action(context, admin, &role, action)? {
+            let line = run_admin_action(context, admin, &role, action)
+                .map_err(|error| error.at_server(&key))?;
+            if let Some(line) = line {
                 report.push(line);
             }
         }
@@ -167,6 +171,7 @@ fn run_planned_migrations(
         .admin_url;
     let url = db::with_database(admin_url, &database.name)
         .map_err(|error| TenantError::new("connect", error))?;
-    let applied = migrate::run_in_database(&url, &database.owner, &pending)?;
+    let applied = migrate::run_in_database(&url, &database.owner, &pending)
+        .map_err(|error| error.at_server(key))?;
     migrate::record_in_registry(control, &tenant.id, &applied)
 }

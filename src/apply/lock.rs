@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 
 use crate::error::{Error, Result};
+use crate::state::db;
 use crate::state::registry::APPLY_LOCK_KEY;
 
 #[derive(QueryableByName)]
@@ -53,6 +54,60 @@ impl ApplyLock {
                         humantime::format_duration(timeout)
                     ),
                     "another apply is running: wait for it to finish, or raise --lock-timeout",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits, up to `timeout`, until no other tenantctl session working for
+    /// this control database is running a statement or has a transaction
+    /// open. Their application name (see [`db::tag_sessions`]) shows which
+    /// control database a session works for.
+    ///
+    /// A killed apply releases the lock as soon as its lock connection
+    /// closes, but PostgreSQL finishes a statement the killed client had
+    /// sent (a CREATE DATABASE, a migration) before it notices the client is
+    /// gone. Planning while such a statement runs would plan it again. Only
+    /// sessions visible to the connecting role are seen, which includes
+    /// every session of that role.
+    pub fn wait_for_leftovers(
+        &mut self,
+        timeout: Duration,
+        on_wait: impl FnOnce(i64),
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut on_wait = Some(on_wait);
+        loop {
+            let busy: i64 = diesel::select(
+                diesel::dsl::sql::<BigInt>(
+                    "(SELECT count(*) FROM pg_stat_activity WHERE application_name = ",
+                )
+                .bind::<Text, _>(db::application_name())
+                .sql(
+                    " AND pid <> pg_backend_pid() \
+                     AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') \
+                     AND query NOT LIKE '%pg_try_advisory_lock%')",
+                ),
+            )
+            .get_result(&mut self.connection)
+            .map_err(Error::query("cannot read pg_stat_activity"))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if let Some(callback) = on_wait.take() {
+                callback(busy);
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::with_hint(
+                    format!(
+                        "timed out after {} waiting for {busy} statements of an interrupted tenantctl run to finish",
+                        humantime::format_duration(timeout)
+                    ),
+                    format!(
+                        "look for sessions with application_name = '{}' in pg_stat_activity, or raise --lock-timeout",
+                        db::application_name()
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -11,7 +11,7 @@ pub mod superuser;
 pub mod table;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use diesel::{Connection, PgConnection};
@@ -39,19 +39,27 @@ pub struct ApplyContext<'a> {
     /// The Redis pool, or why it cannot be opened, set on first use so
     /// that an unreachable server is tried once per apply.
     pub redis: OnceLock<std::result::Result<cache::RedisPool, String>>,
+    /// Error of the first failed Redis connection of this apply, so the
+    /// tenants after it fail at once instead of each waiting for the pool's
+    /// timeout.
+    pub redis_lost: OnceLock<String>,
     pub current_role: CurrentRole,
     pub parallelism: u32,
     pub printer: &'a Printer,
 }
 
 /// Counts of how tenants ended in one apply.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub created: usize,
     pub changed: usize,
     pub destroyed: usize,
     pub failed: usize,
     pub pending: usize,
+    /// Tenants left alone because a server was lost first.
+    pub not_started: usize,
+    /// The server whose connection was lost, and the error, when one was.
+    pub lost: Option<(String, String)>,
 }
 
 /// A tenant's failure: the step and the server's message.
@@ -59,6 +67,9 @@ pub struct Outcome {
 pub struct TenantError {
     pub step: String,
     pub message: String,
+    /// `host:port` of the database server the failing step talked to, when
+    /// it is not the control server.
+    pub server: Option<String>,
 }
 
 impl TenantError {
@@ -66,7 +77,40 @@ impl TenantError {
         TenantError {
             step: step.into(),
             message: message.to_string().trim().to_string(),
+            server: None,
         }
+    }
+
+    /// Names the database server the failing step talked to.
+    pub fn at_server(mut self, key: &str) -> TenantError {
+        self.server.get_or_insert_with(|| key.to_string());
+        self
+    }
+
+    /// Returns whether the failure is the loss of a PostgreSQL server rather
+    /// than a problem of this tenant: the connection was closed or refused,
+    /// or the server is shutting down or starting up. libpq and PostgreSQL 15
+    /// report these only as text, so the text is matched.
+    pub fn is_connection_lost(&self) -> bool {
+        const SIGNS: &[&str] = &[
+            "terminating connection",
+            "server closed the connection",
+            "connection refused",
+            "could not connect",
+            "no connection to the server",
+            "the database system is",
+            "timed out waiting for connection",
+            "broken pipe",
+            "connection reset",
+            "lost synchronization with server",
+        ];
+        // An unreachable Redis server fails only the tenants with an ACL
+        // user, so it does not stop the run.
+        if self.step.contains("Redis") {
+            return false;
+        }
+        let message = self.message.to_lowercase();
+        SIGNS.iter().any(|sign| message.contains(sign))
     }
 }
 
@@ -128,16 +172,35 @@ pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
         .iter()
         .filter(|tenant| !tenant.actions.is_empty())
         .collect();
-    let never = AtomicBool::new(false);
+    let lost = AtomicBool::new(false);
+    let started = AtomicUsize::new(0);
+    // A lost server stops the run: the tenants not started yet are left
+    // untouched for the next apply.
     crate::workers::run_all(
         &tenants,
         context.parallelism as usize,
-        &never,
-        |tenant_plan| run_one(context, tenant_plan, &outcome, shared_failure.as_deref()),
+        &lost,
+        |tenant_plan| {
+            started.fetch_add(1, Ordering::Relaxed);
+            run_one(context, tenant_plan, &outcome, shared_failure.as_deref());
+            if outcome_lost(&outcome) {
+                lost.store(true, Ordering::Relaxed);
+            }
+        },
     );
-    Ok(outcome
+    let mut outcome = outcome
         .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    outcome.not_started = tenants.len() - started.into_inner();
+    Ok(outcome)
+}
+
+fn outcome_lost(outcome: &Mutex<Outcome>) -> bool {
+    outcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .lost
+        .is_some()
 }
 
 /// Applies the shared plan; returns its error, which is also printed,
@@ -239,6 +302,13 @@ fn run_one(
         }
         Err(error) => {
             counts.failed += 1;
+            if error.is_connection_lost() && counts.lost.is_none() {
+                let server = error
+                    .server
+                    .clone()
+                    .unwrap_or_else(|| context.servers.control_key.clone());
+                counts.lost = Some((server, error.to_string()));
+            }
             drop(counts);
             tracing::info!(error = %error, "tenant failed");
             record_failure(context, tenant, tenant_plan, &error);

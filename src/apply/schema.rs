@@ -209,7 +209,9 @@ pub fn execute(connection: &mut PgConnection, step: &str, sql: &str) -> Result<(
 
 /// Creates a login role with a SCRAM verifier, so the plaintext password
 /// never reaches the server. A role that is not superuser joins the new
-/// role, which PostgreSQL 15 requires for `SET ROLE` and `OWNER`.
+/// role, which PostgreSQL 15 requires for `SET ROLE` and `OWNER`. Both
+/// statements go in one query string, which PostgreSQL runs as one
+/// transaction, so a crash cannot leave the role without that membership.
 pub fn create_role(
     connection: &mut PgConnection,
     current: &CurrentRole,
@@ -219,15 +221,18 @@ pub fn create_role(
         Some(password) => format!(" PASSWORD {}", quote_literal(&scram_verifier(password))),
         None => String::new(),
     };
-    execute(
-        connection,
-        &format!("create role {}", role.name),
-        &format!(
-            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS{password}",
-            quote_ident(&role.name)
-        ),
-    )?;
-    ensure_membership(connection, current, &role.name)
+    let mut sql = format!(
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS{password}",
+        quote_ident(&role.name)
+    );
+    if !current.superuser {
+        sql.push_str(&format!(
+            "; GRANT {} TO {}",
+            quote_ident(&role.name),
+            quote_ident(&current.name)
+        ));
+    }
+    execute(connection, &format!("create role {}", role.name), &sql)
 }
 
 /// Makes the connecting role a member of `role` unless it is superuser.

@@ -47,8 +47,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
 
-    let lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
+    let mut lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
         super::report_lock_wait(printer, pid)
+    })?;
+    lock.wait_for_leftovers(args.lock_timeout, |busy| {
+        printer.error(&format!(
+            "Waiting for {busy} statements of an interrupted apply to finish..."
+        ));
     })?;
     let planned = super::plan::compute_with(
         document,
@@ -66,6 +71,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     }
 
     printer.out(&render::to_text(&planned.plan));
+    super::refuse_plan_errors(&planned.plan)?;
     let refused = refuse_protected(printer, &planned.plan);
     if !planned.plan.has_changes() {
         lock.release();
@@ -83,6 +89,15 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     printer.out("\n");
     let outcome = execute_planned(&planned, args.parallelism, printer)?;
     lock.release();
+    if let Some((server, error)) = &outcome.lost {
+        return Err(Error::with_hint(
+            format!(
+                "lost database server {server} during apply: {error}\n  {} tenants failed, {} were not started and are untouched",
+                outcome.failed, outcome.not_started
+            ),
+            "check that the server runs, then run tenantctl apply again: it finishes what was started",
+        ));
+    }
     let pending = if outcome.pending > 0 {
         format!(", {} pending", outcome.pending)
     } else {
@@ -179,6 +194,7 @@ pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -
         control: control_pool,
         server_pools: Mutex::new(HashMap::new()),
         redis: OnceLock::new(),
+        redis_lost: OnceLock::new(),
         current_role,
         parallelism: u32::from(parallelism),
         printer,

@@ -97,6 +97,7 @@ pub fn run(global: &GlobalArgs, args: &DestroyArgs, printer: &Printer) -> Result
         control: db::pool(&control_url, 1)?,
         server_pools: Mutex::new(HashMap::new()),
         redis: OnceLock::new(),
+        redis_lost: OnceLock::new(),
         current_role,
         parallelism: 1,
         printer,

@@ -149,9 +149,29 @@ pub fn control_url(global: &GlobalArgs, desired: Option<&Desired>) -> String {
 
 /// Connects to the control database and creates or upgrades the registry.
 pub fn open_control(url: &str) -> Result<PgConnection> {
+    db::tag_sessions(url);
     let mut connection = db::connect(url)?;
     registry::bootstrap(&mut connection)?;
     Ok(connection)
+}
+
+/// Refuses a plan that the connecting role cannot carry out, before any
+/// change: the error lists each missing privilege with the action that
+/// needs it.
+pub fn refuse_plan_errors(plan: &crate::plan::Plan) -> Result<()> {
+    if !plan.has_errors() {
+        return Ok(());
+    }
+    let errors = plan.errors();
+    Err(Error::with_hint(
+        format!(
+            "the connecting role lacks {} privilege{} that the plan needs; nothing was changed:\n  {}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            errors.join("\n  ")
+        ),
+        "grant them (see \"Reliability and security\" in the README), or connect as a role that has them",
+    ))
 }
 
 /// Prints the spec's warnings to stderr.

@@ -148,6 +148,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
     } else {
         printer.out(&render::to_text(&planned.plan));
     }
+    super::refuse_plan_errors(&planned.plan)?;
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
         if !args.json {

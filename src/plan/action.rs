@@ -190,6 +190,10 @@ pub struct TenantPlan {
     /// Remarks shown under the tenant, such as a role that cannot be checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Privileges the connecting role lacks for these actions; a plan with
+    /// any is refused before anything changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
     /// Actions left out of this run on purpose; the tenant stays pending
     /// until a later apply runs them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -260,6 +264,10 @@ pub struct SharedPlan {
     pub shared_tables: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Privileges the connecting role lacks for these actions; a plan with
+    /// any is refused before anything changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// A whole plan.
@@ -277,6 +285,29 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether some action cannot be carried out by the connecting role.
+    pub fn has_errors(&self) -> bool {
+        !self.errors().is_empty()
+    }
+
+    /// Returns every error of the plan, each after the shared tables'
+    /// schema or its tenant's id.
+    pub fn errors(&self) -> Vec<String> {
+        let shared = self.shared.iter().flat_map(|shared| {
+            shared
+                .errors
+                .iter()
+                .map(move |error| format!("shared tables in {}: {error}", shared.schema))
+        });
+        let tenants = self.tenants.iter().flat_map(|tenant| {
+            tenant
+                .errors
+                .iter()
+                .map(move |error| format!("tenant {}: {error}", tenant.id))
+        });
+        shared.chain(tenants).collect()
+    }
+
     /// Whether applying the plan would change anything.
     pub fn has_changes(&self) -> bool {
         self.tenants.iter().any(|tenant| !tenant.actions.is_empty())

@@ -10,6 +10,7 @@ use super::action::{
 };
 use super::claims::Claims;
 use super::pending::Drift;
+use super::privileges::{self, Rights};
 use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
 use crate::acl::DesiredUser;
@@ -81,7 +82,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
     } = context;
     let selected = |id: &str| only.is_empty() || only.iter().any(|wanted| wanted == id);
     let mut warnings = desired.warnings.clone();
-    let shared = shared_section(desired, actual, &selected);
+    let shared = shared_section(desired, actual, servers, &selected);
     let shared_changes = shared.as_ref().is_some_and(|shared| {
         shared.actions.iter().any(|action| {
             matches!(
@@ -107,7 +108,8 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             blocked: false,
         };
         planner.plan();
-        if !planner.actions.is_empty() || !planner.notes.is_empty() {
+        let errors = planner.check_privileges();
+        if !planner.actions.is_empty() || !planner.notes.is_empty() || !errors.is_empty() {
             tenants.push(TenantPlan {
                 id: tenant.id.clone(),
                 isolation: tenant.isolation,
@@ -115,6 +117,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
                 stays_pending: planner.blocked,
                 actions: planner.actions,
                 notes: planner.notes,
+                errors,
                 deferred: Vec::new(),
             });
         }
@@ -185,6 +188,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
 fn shared_section(
     desired: &Desired,
     actual: &Actual,
+    servers: &Servers,
     selected: &dyn Fn(&str) -> bool,
 ) -> Option<SharedPlan> {
     let (target, state) = (desired.tables.as_ref()?, actual.shared.as_ref()?);
@@ -193,7 +197,15 @@ fn shared_section(
         .iter()
         .any(|tenant| tenant.isolation == Isolation::Table && selected(&tenant.id));
     let unfiltered = desired.tenants.iter().all(|tenant| selected(&tenant.id));
-    (wanted || unfiltered).then(|| plan_shared(target, state))
+    if !wanted && !unfiltered {
+        return None;
+    }
+    let mut plan = plan_shared(target, state);
+    if let Some(Ok(server)) = actual.servers.get(&servers.control_key) {
+        let rights = Rights::of(actual, servers, server, &servers.control_key);
+        plan.errors = privileges::check(&plan.actions, &rights);
+    }
+    Some(plan)
 }
 
 /// Warns about server settings that defeat row-level security or Redis ACL
@@ -340,6 +352,20 @@ impl TenantPlanner<'_> {
             pending: pending.unwrap_or_default(),
         });
         self.notes.extend(notes);
+    }
+
+    /// Lists the privileges the connecting role lacks for this tenant's
+    /// actions, on the server that holds the tenant's roles.
+    fn check_privileges(&self) -> Vec<String> {
+        let key = match &self.tenant.database {
+            Some(database) => server_key(database, &self.servers.control_key),
+            None => self.servers.control_key.clone(),
+        };
+        let Some(Ok(server)) = self.actual.servers.get(&key) else {
+            return Vec::new();
+        };
+        let rights = Rights::of(self.actual, self.servers, server, &key);
+        privileges::check(&self.actions, &rights)
     }
 
     /// Returns whether an existing object (`kind:name`) is adopted rather

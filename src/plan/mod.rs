@@ -4,6 +4,7 @@ pub mod action;
 pub mod claims;
 pub mod diff;
 pub mod pending;
+pub mod privileges;
 pub mod refresh;
 pub mod removal;
 pub mod render;

@@ -71,6 +71,7 @@ pub fn tenant_plan(
         change: TenantChange::Destroy,
         actions,
         notes: Vec::new(),
+        errors: Vec::new(),
         stays_pending: false,
         deferred: Vec::new(),
     }

@@ -24,7 +24,7 @@ pub fn describe(action: &Action) -> String {
     match action {
         Action::CreateRole { role } => format!("role \"{role}\" (login, password (sensitive))"),
         Action::AdoptRole { role } => format!("role \"{role}\" (exists; adopted, not recreated)"),
-        Action::SetPassword { role } => format!("role \"{role}\" password (sensitive)"),
+        Action::SetPassword { role } => format!("password (sensitive) of role \"{role}\""),
         Action::RestrictRole { role, reasons } => {
             format!(
                 "role \"{role}\": NOSUPERUSER NOBYPASSRLS ({})",
@@ -164,6 +164,9 @@ pub fn to_text(plan: &Plan) -> String {
         for action in &tenant.deferred {
             let _ = writeln!(out, "  ! left for a later apply: {}", describe(action));
         }
+        for error in &tenant.errors {
+            let _ = writeln!(out, "  ✗ {error}");
+        }
         out.push('\n');
     }
     for tenant in &plan.undeclared {
@@ -194,7 +197,11 @@ pub fn to_text(plan: &Plan) -> String {
 }
 
 fn write_shared(out: &mut String, shared: &SharedPlan) {
-    if shared.actions.is_empty() && shared.shared_tables.is_empty() && shared.notes.is_empty() {
+    if shared.actions.is_empty()
+        && shared.shared_tables.is_empty()
+        && shared.notes.is_empty()
+        && shared.errors.is_empty()
+    {
         return;
     }
     let verb = if shared.actions.is_empty() {
@@ -224,6 +231,9 @@ fn write_shared(out: &mut String, shared: &SharedPlan) {
     }
     for note in &shared.notes {
         let _ = writeln!(out, "  ! {note}");
+    }
+    for error in &shared.errors {
+        let _ = writeln!(out, "  ✗ {error}");
     }
     out.push('\n');
 }

@@ -24,6 +24,7 @@ pub fn plan_shared(target: &TablesTarget, state: &SharedState) -> SharedPlan {
         actions: Vec::new(),
         shared_tables: Vec::new(),
         notes: Vec::new(),
+        errors: Vec::new(),
     };
     if !state.schema_exists {
         plan.actions.push(Action::CreateSchema {

@@ -77,9 +77,10 @@ impl Document {
     fn position_of_offset(&self, offset: usize) -> Position {
         let line = self.line_starts.partition_point(|start| *start <= offset);
         let start = self.line_starts[line.saturating_sub(1)];
-        let column = self.text[start..offset.min(self.text.len())]
-            .chars()
-            .count()
+        let column = self
+            .text
+            .get(start..offset.min(self.text.len()))
+            .map_or(0, |prefix| prefix.chars().count())
             + 1;
         Position { line, column }
     }
@@ -191,8 +192,15 @@ pub fn parse_bytes(
 
 fn parse_toml(document: &mut Document) -> Result<(), SpecErrors> {
     let table = DeTable::parse(&document.text).map_err(|error| {
-        let offset = error.span().map(|span| span.start).unwrap_or(0);
-        let message = error.message().trim().to_string();
+        let span = error.span();
+        let offset = span.as_ref().map(|span| span.start).unwrap_or(0);
+        let mut message = error.message().trim().to_string();
+        let snippet = span.and_then(|span| document.text.get(span));
+        if let Some(snippet) =
+            snippet.filter(|text| !text.is_empty() && text.len() <= 80 && !text.contains('\n'))
+        {
+            message.push_str(&format!(": `{snippet}`"));
+        }
         SpecError::at(
             &document.origin,
             document.position_of_offset(offset),
@@ -337,19 +345,8 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         )
         .into());
     }
-    // serde_yaml rejects duplicate keys and limits alias expansion, which
-    // stops "billion laughs" documents before they use much memory.
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&document.text).map_err(|error| {
-        let position = error
-            .location()
-            .map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            })
-            .unwrap_or(Position { line: 1, column: 1 });
-        SpecError::at(&document.origin, position, format!("invalid YAML: {error}"))
-    })?;
-
+    // The event parser runs first: it expands no aliases, so it is safe on
+    // any input, and it knows where a duplicate key is.
     let mut locator = YamlLocator::default();
     let mut parser = Parser::new_from_str(&document.text);
     if let Err(error) = parser.load(&mut locator, false) {
@@ -364,6 +361,30 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         )
         .into());
     }
+    if let Some((key, index)) = locator.duplicate.take() {
+        let mut offsets = HashMap::from([(String::new(), index)]);
+        chars_to_bytes(&document.text, &mut offsets);
+        return Err(SpecError::at(
+            &document.origin,
+            document.position_of_offset(offsets[""]),
+            format!("invalid YAML: duplicate key `{key}`"),
+        )
+        .with_hint("each key may appear once in a mapping")
+        .into());
+    }
+
+    // serde_yaml limits alias expansion, which stops "billion laughs"
+    // documents before they use much memory.
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&document.text).map_err(|error| {
+        let position = error
+            .location()
+            .map(|location| Position {
+                line: location.line(),
+                column: location.column(),
+            })
+            .unwrap_or(Position { line: 1, column: 1 });
+        SpecError::at(&document.origin, position, format!("invalid YAML: {error}"))
+    })?;
 
     document.positions = std::mem::take(&mut locator.positions);
     if !document.text.is_ascii() {
@@ -481,6 +502,8 @@ const YAML_11_BOOLEANS: &[&str] = &[
 #[derive(Default)]
 struct YamlLocator {
     positions: HashMap<String, usize>,
+    /// The first key that appears twice in one mapping, and where.
+    duplicate: Option<(String, usize)>,
     ambiguous: Vec<(String, String)>,
     stack: Vec<Container>,
 }
@@ -493,6 +516,7 @@ enum Container {
     Mapping {
         pointer: String,
         pending_key: Option<String>,
+        seen: std::collections::HashSet<String>,
     },
 }
 
@@ -514,12 +538,16 @@ impl YamlLocator {
             Some(Container::Mapping {
                 pointer,
                 pending_key,
+                seen,
             }) => match pending_key.take() {
                 Some(key) => Some(format!("{pointer}/{}", escape_pointer(&key))),
                 None => {
                     let key = key_text.unwrap_or_default().to_string();
                     let child = format!("{pointer}/{}", escape_pointer(&key));
-                    self.positions.insert(child, mark.index());
+                    if !seen.insert(key.clone()) && self.duplicate.is_none() {
+                        self.duplicate = Some((key.clone(), mark.index()));
+                    }
+                    self.positions.entry(child).or_insert(mark.index());
                     *pending_key = Some(key);
                     None
                 }
@@ -554,6 +582,7 @@ impl MarkedEventReceiver for YamlLocator {
                 self.stack.push(Container::Mapping {
                     pointer,
                     pending_key: None,
+                    seen: Default::default(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -626,6 +655,21 @@ mod tests {
             errors.0[0].position.unwrap(),
             Position { line: 4, column: 5 }
         );
+    }
+
+    #[test]
+    fn yaml_positions_count_characters_not_bytes() {
+        let text = "# ééééé €€€\nversion: 1\ntenants:\n  - {name: \"ééé\", id: acme}\n";
+        let document = parse(Format::Yaml, text).unwrap();
+        assert_eq!(
+            document.position("/tenants/0/id"),
+            Position {
+                line: 4,
+                column: 19
+            }
+        );
+        let errors = parse(Format::Yaml, "# éé\nversion: 1\nversion: 1\n").unwrap_err();
+        assert_eq!(errors.0[0].position, Some(Position { line: 3, column: 1 }));
     }
 
     #[test]

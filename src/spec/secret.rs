@@ -67,6 +67,24 @@ impl fmt::Display for SecretProblem {
     }
 }
 
+/// Longest secret file read; a longer one (or a device such as /dev/zero)
+/// is an error rather than a hang.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+fn read_limited(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is longer than {MAX_SECRET_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 impl SecretSource {
     /// Reads the secret from its source; file paths are relative to `base_dir`.
     pub fn resolve(&self, base_dir: &Path) -> Result<Secret, SecretProblem> {
@@ -78,7 +96,7 @@ impl SecretSource {
             },
             SecretSource::File { file } => {
                 let path = base_dir.join(file);
-                match std::fs::read_to_string(&path) {
+                match read_limited(&path) {
                     Ok(value) => value
                         .strip_suffix('\n')
                         .unwrap_or(&value)

@@ -810,8 +810,8 @@ impl<'a> Builder<'a> {
                 errors.push(self.document.error_at(
                     pointer,
                     format!(
-                        "cache prefix {prefix:?} of tenant {:?} names tenant {:?}",
-                        tenant.id, claim.tenant
+                        "cache prefix {prefix:?} of tenant {:?} names the {} {bare:?} of tenant {:?}",
+                        tenant.id, claim.what, claim.tenant
                     ),
                 ));
             }
@@ -1031,22 +1031,8 @@ mod tests {
     fn names_accepted_and_rejected() {
         assert!(check_name("acme").is_ok());
         assert!(check_name("acme_2").is_ok());
-        for bad in [
-            "Acme",
-            "acme-1",
-            "1acme",
-            "a\"b",
-            "x'y",
-            "a;drop",
-            "a b",
-            "a:b",
-            "a*",
-            "",
-            "public",
-            "pg_temp",
-            "information_schema",
-            "tenantctl",
-        ] {
+        // tests/hostile_input.rs runs the whole list through the binary.
+        for bad in ["Acme", "a;drop", "", "public", "pg_temp", "tenantctl"] {
             assert!(check_name(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(check_name(&"a".repeat(63)).is_ok());

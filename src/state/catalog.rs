@@ -80,7 +80,7 @@ struct Verifier {
 }
 
 /// The catalogs of one server, as plan needs them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerCatalog {
     pub roles: HashMap<String, RoleInfo>,
     pub databases: HashMap<String, DatabaseInfo>,
@@ -88,6 +88,22 @@ pub struct ServerCatalog {
     pub verifiers: Option<HashMap<String, Option<String>>>,
     /// Members of each role: role name to the names of its members.
     pub members: HashMap<String, HashSet<String>>,
+    /// The connecting role on this server.
+    pub current: CurrentRole,
+}
+
+impl ServerCatalog {
+    /// Whether the connecting role may act as the owner `owner`: it is
+    /// superuser, is that role, or is a direct member of it (PostgreSQL 15
+    /// lets members of the owning role grant and alter as the owner).
+    pub fn acts_as(&self, owner: &str) -> bool {
+        self.current.superuser
+            || self.current.name == owner
+            || self
+                .members
+                .get(owner)
+                .is_some_and(|members| members.contains(&self.current.name))
+    }
 }
 
 /// Schemas of the control database.
@@ -146,6 +162,7 @@ pub fn read_server(connection: &mut PgConnection) -> Result<ServerCatalog> {
     for (role, member) in memberships {
         members.entry(role).or_default().insert(member);
     }
+    let current = read_current_role(connection)?;
     Ok(ServerCatalog {
         roles: roles
             .into_iter()
@@ -157,6 +174,7 @@ pub fn read_server(connection: &mut PgConnection) -> Result<ServerCatalog> {
             .collect(),
         verifiers,
         members,
+        current,
     })
 }
 
@@ -166,6 +184,19 @@ struct Membership {
     role_name: String,
     #[diesel(sql_type = Text)]
     member_name: String,
+}
+
+/// Reads what the connecting role may do on the server it is connected to.
+fn read_current_role(connection: &mut PgConnection) -> Result<CurrentRole> {
+    diesel::sql_query(
+        "SELECT rolname::text AS name, rolsuper AS superuser, rolcreaterole AS create_role, \
+         rolcreatedb AS create_db, rolbypassrls AS bypass_rls, \
+         has_table_privilege('pg_authid', 'SELECT') AS reads_authid, \
+         has_database_privilege(current_database(), 'CREATE') AS create_schema \
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .get_result(connection)
+    .map_err(Error::query("cannot read the connecting role"))
 }
 
 /// Reads the schemas of the control database and the connecting role's rights.
@@ -178,15 +209,7 @@ pub fn read_control(connection: &mut PgConnection) -> Result<ControlCatalog> {
     ))
     .load(connection)
     .map_err(Error::query("cannot read pg_namespace"))?;
-    let current: CurrentRole = diesel::sql_query(
-        "SELECT rolname::text AS name, rolsuper AS superuser, rolcreaterole AS create_role, \
-         rolcreatedb AS create_db, rolbypassrls AS bypass_rls, \
-         has_table_privilege('pg_authid', 'SELECT') AS reads_authid, \
-         has_database_privilege(current_database(), 'CREATE') AS create_schema \
-         FROM pg_roles WHERE rolname = current_user",
-    )
-    .get_result(connection)
-    .map_err(Error::query("cannot read the connecting role"))?;
+    let current = read_current_role(connection)?;
     Ok(ControlCatalog {
         schemas: schemas
             .into_iter()

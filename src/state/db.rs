@@ -167,9 +167,33 @@ fn with_defaults(url: &str) -> String {
         sep = '&';
     }
     if !url.contains("application_name=") {
-        full.push_str(&format!("{sep}application_name=tenantctl"));
+        full.push_str(&format!("{sep}application_name={}", application_name()));
     }
     full
+}
+
+/// Application name of this process's sessions, set by [`tag_sessions`].
+static APPLICATION_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process's sessions after the control database, as
+/// `tenantctl-` and 12 hex digits of a hash of its host, port and name, so
+/// `apply` can tell the sessions of runs on the same control database from
+/// those of runs on other control databases of the server. A URL that sets
+/// its own `application_name` keeps it.
+pub fn tag_sessions(control_url: &str) {
+    use sha2::{Digest, Sha256};
+    let Ok((host, port)) = host_port(control_url) else {
+        return;
+    };
+    let database = database_name(control_url).unwrap_or_default();
+    let digest = hex::encode(Sha256::digest(format!("{host}:{port}/{database}")));
+    let _ = APPLICATION_NAME.set(format!("tenantctl-{}", &digest[..12]));
+}
+
+/// Returns the application name of this process's sessions: `tenantctl`
+/// until [`tag_sessions`] runs.
+pub fn application_name() -> &'static str {
+    APPLICATION_NAME.get().map_or("tenantctl", String::as_str)
 }
 
 /// Opens one connection.

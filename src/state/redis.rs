@@ -122,6 +122,11 @@ pub struct RedisState {
     /// ACL users by name.
     pub users: HashMap<String, AclUser>,
     pub commands: CommandTable,
+    /// The user tenantctl connects as (`ACL WHOAMI`).
+    pub user: String,
+    /// Whether that user may run `ACL SETUSER`, as `ACL DRYRUN` (Redis 7.0)
+    /// tells; None when it cannot tell.
+    pub may_set_users: Option<bool>,
 }
 
 impl RedisState {
@@ -137,12 +142,15 @@ impl RedisState {
 /// Reads every ACL user and the command table in one pipelined round trip.
 pub fn read(target: &RedisTarget) -> std::result::Result<RedisState, String> {
     let mut connection = target.connect()?;
-    let (lines, commands): (Vec<String>, redis::Value) = redis::pipe()
+    let (lines, commands, user): (Vec<String>, redis::Value, String) = redis::pipe()
         .cmd("ACL")
         .arg("LIST")
         .cmd("COMMAND")
+        .cmd("ACL")
+        .arg("WHOAMI")
         .query(&mut connection)
         .map_err(|error| target.command_failure("ACL LIST", error))?;
+    let may_set_users = may_set_users(&mut connection, &user);
     let commands = CommandTable::from_reply(&commands)
         .map_err(|error| target.command_failure("COMMAND", error))?;
     let users = lines
@@ -150,5 +158,25 @@ pub fn read(target: &RedisTarget) -> std::result::Result<RedisState, String> {
         .filter_map(|line| AclUser::parse(line))
         .map(|user| (user.name.clone(), user))
         .collect();
-    Ok(RedisState { users, commands })
+    Ok(RedisState {
+        users,
+        commands,
+        user,
+        may_set_users,
+    })
+}
+
+/// Asks Redis whether `user` may run `ACL SETUSER`: `ACL DRYRUN` replies OK
+/// or a sentence that says why not. Returns None when DRYRUN itself fails,
+/// as it does before Redis 7.0 or for a user that may not run it.
+fn may_set_users(connection: &mut redis::Connection, user: &str) -> Option<bool> {
+    let reply: String = redis::cmd("ACL")
+        .arg("DRYRUN")
+        .arg(user)
+        .arg("ACL")
+        .arg("SETUSER")
+        .arg("tenantctl-permission-check")
+        .query(connection)
+        .ok()?;
+    Some(reply == "OK")
 }

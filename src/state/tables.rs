@@ -56,6 +56,10 @@ pub struct SharedState {
     pub role_settings: HashMap<String, Vec<String>>,
     /// Applied shared migrations (version, checksum).
     pub applied: Vec<(String, String)>,
+    /// Whether the connecting role may set the tenant setting, which
+    /// `ALTER ROLE ... SET` of a custom setting needs in PostgreSQL 15:
+    /// superusers may, other roles after `GRANT SET ON PARAMETER`.
+    pub may_set_setting: bool,
 }
 
 impl SharedState {
@@ -144,6 +148,15 @@ pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<Shar
         "cannot read role settings (pg_db_role_setting)",
     ))?;
     let applied = registry::shared_applied(connection, &target.schema)?;
+    let may_set_setting: bool = diesel::select(
+        diesel::dsl::sql::<Bool>("has_parameter_privilege(")
+            .bind::<Text, _>(&target.setting)
+            .sql(", 'SET')"),
+    )
+    .get_result(connection)
+    .map_err(Error::query(
+        "cannot check the privilege to set the tenant setting",
+    ))?;
 
     Ok(SharedState {
         schema_exists: !schema.is_empty(),
@@ -159,6 +172,7 @@ pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<Shar
             .map(|row| (row.role_name, row.settings))
             .collect(),
         applied,
+        may_set_setting,
     })
 }
 
