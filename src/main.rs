@@ -7,17 +7,20 @@ use tenantctl::cli::{Cli, Command};
 use tenantctl::commands;
 use tenantctl::error::Error;
 use tenantctl::output::Printer;
+use tenantctl::state::db;
 
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.no_color);
     let printer = Printer::new(cli.global.no_color);
+    db::count_statements();
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &printer),
         Command::Schema => commands::validate::schema(&printer),
         Command::Plan(args) => commands::plan::run(&cli.global, args, &printer),
         Command::Apply(args) => commands::apply::run(&cli.global, args, &printer),
     };
+    tracing::info!(statements = db::statements_sent(), "SQL statements sent");
     match result {
         Ok(code) => std::process::exit(code),
         Err(error) => {

@@ -1,0 +1,696 @@
+//! Benchmark of tenantctl against the PostgreSQL floor and, when its script
+//! is given, against django-tenants: creating schema tenants, planning with
+//! nothing to change, migrating every tenant, and creating database tenants
+//! with and without a template. See BENCHMARKS.md for the command and the
+//! figures.
+//!
+//! Contenders are interleaved (floor, tenantctl, floor, tenantctl, ...)
+//! and a CHECKPOINT runs before each timed step, because a shared disk
+//! drifts by up to 2x within one run; every ratio is printed with its median.
+
+mod report;
+mod server;
+mod work;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+
+use report::{Report, Section, mebibytes, median, per_tenant, ratio, ratios_with_median, seconds};
+use server::{Cleanup, Server};
+use work::{Migrations, Run};
+
+/// Benchmark of tenantctl against the PostgreSQL floor and django-tenants.
+#[derive(Debug, Parser)]
+#[command(name = "tenants-bench")]
+struct Args {
+    /// Schema tenants created and migrated.
+    #[arg(long, default_value_t = 1000)]
+    tenants: usize,
+
+    /// Tenants of the `plan` measurement.
+    #[arg(long, default_value_t = 10_000)]
+    plan_tenants: usize,
+
+    /// Database tenants created with and without a template.
+    #[arg(long, default_value_t = 50)]
+    database_tenants: usize,
+
+    /// Rounds of each interleaved comparison.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+
+    /// Migration folder the tenants start with (diesel layout). Default:
+    /// the example application's.
+    #[arg(long)]
+    migrations: Option<PathBuf>,
+
+    /// Folder of the migrations a later deploy brings. Default: the last
+    /// migration of --migrations.
+    #[arg(long)]
+    next: Option<PathBuf>,
+
+    /// Server URL without a database; the user must be a superuser.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    url: String,
+
+    /// Script that measures django-tenants (called with N; prints its
+    /// figures). Skipped when not given.
+    #[arg(long)]
+    anchor: Option<PathBuf>,
+
+    /// Phases to run: create, migrate, plan, database, anchor.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,migrate,plan,database,anchor"
+    )]
+    phases: Vec<String>,
+
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// A database of schema tenants kept from the create phase for the migrate
+/// phase, with the floor database made next to it.
+struct Kept {
+    floor: String,
+    control: String,
+    parallelism: Option<u16>,
+}
+
+struct Bench {
+    args: Args,
+    server: Server,
+    binary: PathBuf,
+    scratch: tempfile::TempDir,
+    migrations: Migrations,
+    next_number: std::cell::Cell<usize>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(error) = run(args) {
+        eprintln!("Error: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let scratch =
+        tempfile::tempdir().map_err(|error| format!("cannot make a temp dir: {error}"))?;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = args
+        .migrations
+        .clone()
+        .unwrap_or_else(|| manifest.join("examples/app/migrations"));
+    let migrations = Migrations::prepare(&dir, args.next.as_deref(), scratch.path())?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() % 100_000);
+    let server = Server {
+        url: args.url.clone(),
+        prefix: format!("tb{}x{stamp}_", std::process::id()),
+    };
+    let bench = Bench {
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_tenantctl")),
+        server,
+        scratch,
+        migrations,
+        next_number: std::cell::Cell::new(0),
+        args,
+    };
+    let _cleanup = Cleanup(&bench.server);
+    let mut report = Report::default();
+    bench.preamble(&mut report, &dir)?;
+    let wants = |phase: &str| bench.args.phases.iter().any(|wanted| wanted == phase);
+
+    let mut noop_per_tenant = None;
+    if wants("create") || wants("migrate") {
+        let kept = bench.create_phase(&mut report)?;
+        if wants("migrate") {
+            noop_per_tenant = Some(bench.migrate_phase(&mut report, &kept)?);
+        }
+        for kept in kept {
+            bench.server.drop_database(&kept.floor)?;
+            bench.server.drop_database(&kept.control)?;
+        }
+    }
+    if wants("anchor") {
+        bench.anchor_phase(&mut report, noop_per_tenant)?;
+    }
+    if wants("plan") {
+        bench.plan_phase(&mut report)?;
+    }
+    if wants("database") {
+        bench.database_phase(&mut report)?;
+    }
+    report.preamble.push(format!(
+        "Load average at the end: {}",
+        server::load_average()
+    ));
+    println!("{}", report.to_markdown());
+    Ok(())
+}
+
+impl Bench {
+    fn preamble(&self, report: &mut Report, dir: &Path) -> Result<(), String> {
+        let (base, next) = self.migrations.count();
+        let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+        let command: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        report.preamble = vec![
+            format!("## Run of {date}"),
+            String::new(),
+            format!("Machine: {}", server::machine()),
+            format!("PostgreSQL {}", self.server.version()?),
+            format!("Load average at the start: {}", server::load_average()),
+            format!(
+                "Command: `cargo bench --bench tenants -- {}`",
+                command.join(" ")
+            ),
+            format!(
+                "Migrations: {} ({base} migrations, then {next} new)",
+                dir.display()
+            ),
+        ];
+        eprintln!(
+            "Prefix of this run's databases and roles: {}",
+            self.server.prefix
+        );
+        Ok(())
+    }
+
+    /// Returns a fresh name with the run's prefix.
+    fn name(&self, kind: &str) -> String {
+        let number = self.next_number.get();
+        self.next_number.set(number + 1);
+        format!("{}{kind}{number}", self.server.prefix)
+    }
+
+    fn schema_ids(&self, count: usize) -> Vec<String> {
+        (0..count)
+            .map(|index| format!("{}s{index:05}", self.server.prefix))
+            .collect()
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.scratch.path().join(file)
+    }
+
+    /// Runs tenantctl against a control database after a CHECKPOINT.
+    fn tenantctl(&self, control: &str, args: &[&str]) -> Result<Run, String> {
+        self.server.checkpoint()?;
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        work::tenantctl(
+            &self.binary,
+            &args,
+            &self.server.database_url(control),
+            self.scratch.path(),
+        )
+    }
+
+    /// Applies a spec, checking that every tenant was applied.
+    fn apply(
+        &self,
+        control: &str,
+        spec: &Path,
+        parallelism: Option<u16>,
+        expected: usize,
+    ) -> Result<Run, String> {
+        let spec = spec.display().to_string();
+        let parallelism_text = parallelism.map(|value| value.to_string());
+        let mut args = vec!["apply", "-f", spec.as_str(), "--auto-approve"];
+        if let Some(value) = &parallelism_text {
+            args.extend(["--parallelism", value.as_str()]);
+        }
+        let run = self.tenantctl(control, &args)?;
+        work::check_applied(&run, expected)?;
+        Ok(run)
+    }
+
+    /// Runs an SQL file in one psql session after a CHECKPOINT.
+    fn floor(&self, database: &str, file: &Path) -> Result<f64, String> {
+        self.server.checkpoint()?;
+        self.server.psql_file(database, file)
+    }
+
+    fn create_phase(&self, report: &mut Report) -> Result<Vec<Kept>, String> {
+        let count = self.args.tenants;
+        let ids = self.schema_ids(count);
+        let spec = self.path("schemas.toml");
+        work::schema_spec(&spec, &ids, &self.migrations.base)?;
+        let floor_sql = self.path("floor-create.sql");
+        work::floor_create(&floor_sql, &ids, &self.migrations.base_sql)?;
+
+        let mut section = Section::new(
+            format!("Create {count} schema tenants"),
+            &[
+                "round",
+                "contender",
+                "time",
+                "per tenant",
+                "ratio to the floor before",
+                "peak RSS",
+                "statements",
+            ],
+        );
+        let mut kept = Vec::new();
+        let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for round in 1..=self.args.rounds {
+            for (slot, parallelism) in [Some(1), None].into_iter().enumerate() {
+                let floor_db = self.name("f");
+                self.server.create_database(&floor_db)?;
+                eprintln!("create: round {round}, floor");
+                let floor = self.floor(&floor_db, &floor_sql)?;
+                section.row(vec![
+                    round.to_string(),
+                    "floor (psql)".into(),
+                    seconds(floor),
+                    per_tenant(floor, count),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+                let control = self.name("c");
+                self.server.create_database(&control)?;
+                eprintln!("create: round {round}, tenantctl {}", describe(parallelism));
+                let run = self.apply(&control, &spec, parallelism, count)?;
+                ratios[slot].push(run.seconds / floor);
+                section.row(vec![
+                    round.to_string(),
+                    format!("tenantctl {}", describe(parallelism)),
+                    seconds(run.seconds),
+                    per_tenant(run.seconds, count),
+                    ratio(run.seconds / floor),
+                    mebibytes(run.peak_kib),
+                    statements(&run),
+                ]);
+                kept.push(Kept {
+                    floor: floor_db,
+                    control,
+                    parallelism,
+                });
+            }
+        }
+        let serial = median(&ratios[0]).unwrap_or(f64::NAN);
+        let parallel = median(&ratios[1]).unwrap_or(f64::NAN);
+        report.verdict(
+            "create schema tenants, --parallelism 1: at most 1.15x the floor",
+            ratios_with_median(&ratios[0]),
+            Some(serial <= 1.15),
+        );
+        report.verdict(
+            "create schema tenants, default parallelism: faster than the floor",
+            ratios_with_median(&ratios[1]),
+            Some(parallel < 1.0),
+        );
+        report.sections.push(section);
+        Ok(kept)
+    }
+
+    /// Brings the new migrations to every tenant; returns the time per
+    /// tenant of a run with nothing to apply, in milliseconds.
+    fn migrate_phase(&self, report: &mut Report, kept: &[Kept]) -> Result<f64, String> {
+        let count = self.args.tenants;
+        let ids = self.schema_ids(count);
+        let spec = self.path("schemas-next.toml");
+        work::schema_spec(&spec, &ids, &self.migrations.full)?;
+        let floor_sql = self.path("floor-migrate.sql");
+        work::floor_migrate(&floor_sql, &ids, &self.migrations.next_sql)?;
+
+        let mut section = Section::new(
+            format!("Migrate {count} schema tenants: one new migration, then nothing to apply"),
+            &[
+                "run",
+                "contender",
+                "time",
+                "per tenant",
+                "ratio to the floor before",
+                "peak RSS",
+                "statements",
+            ],
+        );
+        let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for (index, kept) in kept.iter().enumerate() {
+            eprintln!("migrate: run {}, floor", index + 1);
+            let floor = self.floor(&kept.floor, &floor_sql)?;
+            section.row(vec![
+                (index + 1).to_string(),
+                "floor (psql)".into(),
+                seconds(floor),
+                per_tenant(floor, count),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+            eprintln!(
+                "migrate: run {}, tenantctl {}",
+                index + 1,
+                describe(kept.parallelism)
+            );
+            let run = self.apply(&kept.control, &spec, kept.parallelism, count)?;
+            let slot = usize::from(kept.parallelism.is_none());
+            ratios[slot].push(run.seconds / floor);
+            section.row(vec![
+                (index + 1).to_string(),
+                format!("tenantctl {}", describe(kept.parallelism)),
+                seconds(run.seconds),
+                per_tenant(run.seconds, count),
+                ratio(run.seconds / floor),
+                mebibytes(run.peak_kib),
+                statements(&run),
+            ]);
+        }
+        let mut noop = Vec::new();
+        for (index, kept) in kept.iter().enumerate() {
+            eprintln!("migrate: run {}, nothing to apply", index + 1);
+            let run = self.apply(&kept.control, &spec, None, 0)?;
+            noop.push(run.seconds * 1000.0 / count as f64);
+            section.row(vec![
+                (index + 1).to_string(),
+                "tenantctl, nothing to apply".into(),
+                seconds(run.seconds),
+                per_tenant(run.seconds, count),
+                "-".into(),
+                mebibytes(run.peak_kib),
+                statements(&run),
+            ]);
+        }
+        section.notes.push(
+            "The floor runs the new migration in each schema, one transaction per schema, in one psql session."
+                .to_string(),
+        );
+        report.verdict(
+            "migrate with one new migration, default parallelism: at most 1.2x the floor",
+            ratios_with_median(&ratios[1]),
+            Some(median(&ratios[1]).unwrap_or(f64::NAN) <= 1.2),
+        );
+        report.verdict(
+            "migrate with one new migration, --parallelism 1 (for reference)",
+            ratios_with_median(&ratios[0]),
+            None,
+        );
+        report.sections.push(section);
+        Ok(median(&noop).unwrap_or(f64::NAN))
+    }
+
+    fn anchor_phase(&self, report: &mut Report, noop_ms: Option<f64>) -> Result<(), String> {
+        let count = self.args.tenants;
+        let Some(script) = &self.args.anchor else {
+            report
+                .preamble
+                .push("django-tenants: skipped, no --anchor script given.".into());
+            return Ok(());
+        };
+        let ids = self.schema_ids(count);
+        let spec = self.path("schemas-all.toml");
+        work::schema_spec(&spec, &ids, &self.migrations.full)?;
+        let mut section = Section::new(
+            format!("Against django-tenants: {count} schema tenants, all migrations"),
+            &[
+                "contender",
+                "create, per tenant",
+                "nothing to apply, per tenant",
+            ],
+        );
+        let mut ours = Vec::new();
+        let mut ours_noop = Vec::new();
+        let mut theirs = None;
+        for step in 0..3 {
+            if step == 1 {
+                eprintln!("anchor: django-tenants (this takes a while)");
+                match self.run_anchor(script, count) {
+                    Ok(figures) => theirs = Some(figures),
+                    Err(reason) => {
+                        report
+                            .preamble
+                            .push(format!("django-tenants: skipped: {reason}"));
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            let control = self.name("c");
+            self.server.create_database(&control)?;
+            eprintln!("anchor: tenantctl, default parallelism");
+            let run = self.apply(&control, &spec, None, count)?;
+            ours.push(run.seconds * 1000.0 / count as f64);
+            let noop = self.apply(&control, &spec, None, 0)?;
+            ours_noop.push(noop.seconds * 1000.0 / count as f64);
+            self.server.drop_database(&control)?;
+        }
+        let Some(theirs) = theirs else {
+            return Ok(());
+        };
+        for (create, noop) in ours.iter().zip(&ours_noop) {
+            section.row(vec![
+                "tenantctl, default parallelism".into(),
+                format!("{create:.1} ms"),
+                format!("{noop:.2} ms"),
+            ]);
+        }
+        section.row(vec![
+            "django-tenants 4.0.1".into(),
+            format!("{:.1} ms", theirs.create_ms),
+            format!(
+                "{:.1} ms serial, {} with its multiprocessing executor",
+                theirs.noop_ms,
+                theirs
+                    .noop_parallel_ms
+                    .map_or("-".into(), |ms| format!("{ms:.1} ms"))
+            ),
+        ]);
+        if let Some(noop) = noop_ms {
+            section.notes.push(format!(
+                "tenantctl with nothing to apply after the migrate phase: {noop:.2} ms per tenant."
+            ));
+        }
+        let create_ratios: Vec<f64> = ours.iter().map(|ms| theirs.create_ms / ms).collect();
+        let noop_ratios: Vec<f64> = ours_noop.iter().map(|ms| theirs.noop_ms / ms).collect();
+        report.verdict(
+            "against django-tenants, create: at least 5x faster",
+            ratios_with_median(&create_ratios),
+            Some(median(&create_ratios).unwrap_or(0.0) >= 5.0),
+        );
+        report.verdict(
+            "against django-tenants, nothing to apply (its serial executor): at least 100x faster",
+            ratios_with_median(&noop_ratios),
+            Some(median(&noop_ratios).unwrap_or(0.0) >= 100.0),
+        );
+        if let Some(parallel) = theirs.noop_parallel_ms {
+            let ratios: Vec<f64> = ours_noop.iter().map(|ms| parallel / ms).collect();
+            report.verdict(
+                "against django-tenants, nothing to apply (its multiprocessing executor)",
+                ratios_with_median(&ratios),
+                None,
+            );
+        }
+        report.sections.push(section);
+        Ok(())
+    }
+
+    fn run_anchor(&self, script: &Path, count: usize) -> Result<AnchorFigures, String> {
+        let url = url::Url::parse(&self.server.url).map_err(|error| error.to_string())?;
+        self.server.checkpoint()?;
+        let output = Command::new("bash")
+            .arg(script)
+            .arg(count.to_string())
+            .env("PGHOST", url.host_str().unwrap_or("127.0.0.1"))
+            .env("PGPORT", url.port().unwrap_or(5432).to_string())
+            .env("PGUSER", url.username())
+            .env("ANCHOR_DB", format!("{}dj", self.server.prefix))
+            .output()
+            .map_err(|error| format!("cannot run {}: {error}", script.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            return Err(format!(
+                "{} failed ({}): {}",
+                script.display(),
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ));
+        }
+        let figure = |needle: &str| {
+            stdout
+                .lines()
+                .find(|line| line.contains(needle))
+                .and_then(milliseconds_per_tenant)
+        };
+        Ok(AnchorFigures {
+            create_ms: figure("created")
+                .ok_or_else(|| format!("no creation figure in its output: {stdout}"))?,
+            noop_ms: figure("no-op migrate_schemas over")
+                .ok_or_else(|| format!("no migrate figure in its output: {stdout}"))?,
+            noop_parallel_ms: figure("--executor=multiprocessing"),
+        })
+    }
+
+    fn plan_phase(&self, report: &mut Report) -> Result<(), String> {
+        let mut section = Section::new(
+            "Plan with nothing to change",
+            &["tenants", "round", "time", "statements", "peak RSS"],
+        );
+        let mut large = Vec::new();
+        let mut counts = Vec::new();
+        for count in [100, self.args.plan_tenants] {
+            let ids = self.schema_ids(count);
+            let spec = self.path(&format!("plan-{count}.toml"));
+            work::schema_spec(&spec, &ids, &self.migrations.full)?;
+            let control = self.name("c");
+            self.server.create_database(&control)?;
+            eprintln!("plan: creating {count} tenants");
+            let setup = self.apply(&control, &spec, None, count)?;
+            section.notes.push(format!(
+                "Creating the {count} tenants at the default parallelism took {} ({} per tenant, peak RSS {}).",
+                seconds(setup.seconds),
+                per_tenant(setup.seconds, count),
+                mebibytes(setup.peak_kib)
+            ));
+            let spec_text = spec.display().to_string();
+            for round in 1..=self.args.rounds {
+                eprintln!("plan: {count} tenants, round {round}");
+                let run =
+                    self.tenantctl(&control, &["plan", "-f", &spec_text, "--detailed-exitcode"])?;
+                if !run.stdout.contains("No changes") {
+                    return Err(format!("plan over {count} tenants is not empty"));
+                }
+                counts.push(run.statements);
+                if count == self.args.plan_tenants {
+                    large.push(run.clone());
+                }
+                section.row(vec![
+                    count.to_string(),
+                    round.to_string(),
+                    seconds(run.seconds),
+                    statements(&run),
+                    mebibytes(run.peak_kib),
+                ]);
+            }
+            self.server.drop_database(&control)?;
+        }
+        let times: Vec<f64> = large.iter().map(|run| run.seconds).collect();
+        let worst_memory = large.iter().map(|run| run.peak_kib).max().unwrap_or(0);
+        let constant = counts
+            .iter()
+            .all(|count| count.is_some() && *count == counts[0]);
+        let plan_tenants = self.args.plan_tenants;
+        report.verdict(
+            format!("plan, nothing to change, {plan_tenants} tenants: under 1 s"),
+            times
+                .iter()
+                .map(|time| seconds(*time))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Some(times.iter().all(|time| *time < 1.0)),
+        );
+        report.verdict(
+            "plan: statements do not grow with the tenants",
+            format!(
+                "{} (100 tenants, then {plan_tenants})",
+                counts
+                    .iter()
+                    .map(|count| count.map_or("?".into(), |n| n.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(constant),
+        );
+        report.verdict(
+            format!("plan, {plan_tenants} tenants: peak memory under 150 MB"),
+            mebibytes(worst_memory),
+            Some(worst_memory * 1024 < 150_000_000),
+        );
+        report.sections.push(section);
+        Ok(())
+    }
+
+    fn database_phase(&self, report: &mut Report) -> Result<(), String> {
+        let count = self.args.database_tenants;
+        let mut section = Section::new(
+            format!("Create {count} database tenants"),
+            &[
+                "round",
+                "contender",
+                "time",
+                "per tenant",
+                "peak RSS",
+                "statements",
+            ],
+        );
+        let mut ratios = Vec::new();
+        for round in 1..=self.args.rounds {
+            let mut without = 0.0;
+            for template in [false, true] {
+                let control = self.name("c");
+                let tenants = self.name("d");
+                let ids: Vec<String> = (0..count)
+                    .map(|index| format!("{tenants}_{index:03}"))
+                    .collect();
+                let spec = self.path(&format!("{tenants}.toml"));
+                work::database_spec(&spec, &ids, &self.migrations.full, template)?;
+                self.server.create_database(&control)?;
+                let label = if template {
+                    "from a template"
+                } else {
+                    "running the migrations"
+                };
+                eprintln!("database: round {round}, {label}");
+                let run = self.apply(&control, &spec, None, count)?;
+                if template {
+                    ratios.push(without / run.seconds);
+                } else {
+                    without = run.seconds;
+                }
+                section.row(vec![
+                    round.to_string(),
+                    format!("tenantctl, {label}"),
+                    seconds(run.seconds),
+                    per_tenant(run.seconds, count),
+                    mebibytes(run.peak_kib),
+                    statements(&run),
+                ]);
+                self.server.drop_matching(&tenants);
+                self.server.drop_matching(&control);
+            }
+        }
+        report.verdict(
+            "database tenants from a template: at least 2x faster than running the migrations",
+            ratios_with_median(&ratios),
+            Some(median(&ratios).unwrap_or(0.0) >= 2.0),
+        );
+        report.sections.push(section);
+        Ok(())
+    }
+}
+
+struct AnchorFigures {
+    create_ms: f64,
+    noop_ms: f64,
+    noop_parallel_ms: Option<f64>,
+}
+
+/// Reads `(123 ms/tenant)` from a line of the anchor script.
+fn milliseconds_per_tenant(line: &str) -> Option<f64> {
+    let end = line.find(" ms/tenant")?;
+    let start = line[..end].rfind('(')? + 1;
+    line[start..end].trim().parse().ok()
+}
+
+fn describe(parallelism: Option<u16>) -> String {
+    match parallelism {
+        Some(value) => format!("--parallelism {value}"),
+        None => "default parallelism".to_string(),
+    }
+}
+
+fn statements(run: &Run) -> String {
+    run.statements
+        .map_or("?".to_string(), |count| count.to_string())
+}
