@@ -8,6 +8,7 @@ use diesel::sql_types::Text;
 use super::schema::{
     create_role, created_line, ensure_membership, execute, ready_line, set_password,
 };
+use super::template::{self, Connections};
 use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
 use crate::migrations::Migration;
 use crate::plan::TenantPlan;
@@ -94,10 +95,26 @@ pub fn apply(
                     template,
                     ..
                 } => {
-                    let from = template
-                        .as_ref()
-                        .map(|t| format!(" TEMPLATE {} STRATEGY FILE_COPY", quote_ident(t)))
-                        .unwrap_or_default();
+                    let from = match template {
+                        Some(template) => {
+                            let set = tenant.migrations.as_ref().ok_or_else(|| {
+                                TenantError::new("template", "no migration folder")
+                            })?;
+                            let connections = Connections {
+                                admin: &mut admin,
+                                control: &mut control,
+                            };
+                            context
+                                .templates
+                                .ensure(context, connections, &key, template, set)?;
+                            // The default strategy, WAL_LOG, copies block by block
+                            // through the WAL; FILE_COPY forces two checkpoints per
+                            // database, which cost more than the copy on a server
+                            // with other writes (measured in BENCHMARKS.md).
+                            format!(" TEMPLATE {}", quote_ident(template))
+                        }
+                        None => String::new(),
+                    };
                     execute(
                         &mut admin,
                         &format!("create database {name}"),
@@ -139,7 +156,13 @@ pub fn apply(
                 .get(&key)
                 .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?
                 .admin_url;
-            let applied = run_migrations(admin_url, database, &pending)?;
+            let template_prefix = database.template.then(|| {
+                db::database_name(&context.servers.control_url)
+                    .map(|control| template::prefix(&control))
+                    .unwrap_or_default()
+            });
+            let applied =
+                run_migrations(admin_url, database, &pending, template_prefix.as_deref())?;
             registry::record_migrations(
                 &mut control,
                 &tenant.id,
@@ -160,24 +183,41 @@ pub fn apply(
 
 /// Runs migrations inside the tenant database as the tenant role; returns
 /// every (version, checksum) now applied there, including those a crashed
-/// earlier run applied but did not record in the registry.
+/// earlier run applied but did not record in the registry. With a template
+/// prefix, objects a copied template left to its placeholder role are given
+/// to the tenant role first.
 fn run_migrations(
     admin_url: &str,
     database: &DatabaseTarget,
     pending: &[&Migration],
+    template_prefix: Option<&str>,
 ) -> Result<Vec<(String, String)>, TenantError> {
     let url = db::with_database(admin_url, &database.name)
         .map_err(|error| TenantError::new("connect", error))?;
     let mut connection = db::connect(&url).map_err(|error| TenantError::new("connect", error))?;
-    let role = quote_ident(&database.owner);
+    if let Some(prefix) = template_prefix {
+        template::adopt_copied_objects(&mut connection, prefix, &database.owner)?;
+    }
+    run_on(&mut connection, &database.owner, pending)
+}
+
+/// Runs migrations as `role` on a connection to the tenant's database,
+/// skipping those its own record (`tenantctl.migrations`) lists; returns
+/// every (version, checksum) of `pending` applied there now.
+pub fn run_on(
+    connection: &mut PgConnection,
+    role: &str,
+    pending: &[&Migration],
+) -> Result<Vec<(String, String)>, TenantError> {
+    let role = quote_ident(role);
     execute(
-        &mut connection,
+        connection,
         "set role",
         &format!("SET client_min_messages = warning; SET ROLE {role}; {LOCAL_RECORD_DDL}"),
     )?;
     let local: Vec<LocalRecord> =
         diesel::sql_query("SELECT version, checksum FROM tenantctl.migrations")
-            .load(&mut connection)
+            .load(connection)
             .map_err(|error| TenantError::new("read tenantctl.migrations", error))?;
     let already: std::collections::HashSet<&str> =
         local.iter().map(|record| record.version.as_str()).collect();
@@ -195,8 +235,8 @@ fn run_migrations(
     while index < to_run.len() {
         if !to_run[index].run_in_transaction {
             let migration = to_run[index];
-            migrate::run(&mut connection, migration)?;
-            record_local(&mut connection, migration)?;
+            migrate::run(connection, migration)?;
+            record_local(connection, migration)?;
             applied.push((migration.version.clone(), migration.checksum.clone()));
             index += 1;
             continue;

@@ -5,6 +5,7 @@ pub mod database;
 pub mod lock;
 pub mod migrate;
 pub mod schema;
+pub mod template;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,6 +35,8 @@ pub struct ApplyContext<'a> {
     pub current_role: CurrentRole,
     pub parallelism: u32,
     pub printer: &'a Printer,
+    /// Template databases checked or made during this apply.
+    pub templates: template::Templates,
 }
 
 /// How a tenant's apply ended.

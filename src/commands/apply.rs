@@ -99,6 +99,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         current_role,
         parallelism: u32::from(args.parallelism),
         printer,
+        templates: Default::default(),
     };
     printer.out("\n");
     let outcome = execute(&context, &planned.plan)?;

@@ -64,11 +64,21 @@ pub mod schema {
         }
     }
 
+    diesel::table! {
+        tenantctl.templates (server, name) {
+            server -> Text,
+            name -> Text,
+            digest -> Text,
+            ready -> Bool,
+            created_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(tenant_migrations -> tenants (tenant_id));
     diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_migrations);
 }
 
-use schema::{events, shared_migrations, tenant_migrations, tenants};
+use schema::{events, shared_migrations, templates, tenant_migrations, tenants};
 
 /// Tenant status as the registry stores it.
 pub const STATUS_READY: &str = "ready";
@@ -358,6 +368,61 @@ pub fn recent_events(
         .select(EventRecord::as_select())
         .load(connection)
         .map_err(Error::query("cannot read the event log"))
+}
+
+/// A template database tenantctl made on one server.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = templates)]
+pub struct TemplateRecord {
+    pub server: String,
+    pub name: String,
+    pub digest: String,
+    pub ready: bool,
+}
+
+/// Reads the template databases recorded for a server.
+pub fn templates(connection: &mut PgConnection, server: &str) -> QueryResult<Vec<TemplateRecord>> {
+    templates::table
+        .filter(templates::server.eq(server))
+        .select(TemplateRecord::as_select())
+        .order(templates::name)
+        .load(connection)
+}
+
+/// Records that a template database is being made; it is not ready yet.
+pub fn start_template(
+    connection: &mut PgConnection,
+    server: &str,
+    name: &str,
+    digest: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(templates::table)
+        .values((
+            templates::server.eq(server),
+            templates::name.eq(name),
+            templates::digest.eq(digest),
+            templates::ready.eq(false),
+        ))
+        .on_conflict((templates::server, templates::name))
+        .do_update()
+        .set((templates::digest.eq(digest), templates::ready.eq(false)))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Marks a template database as migrated and ready to copy.
+pub fn finish_template(connection: &mut PgConnection, server: &str, name: &str) -> QueryResult<()> {
+    diesel::update(templates::table.find((server, name)))
+        .set(templates::ready.eq(true))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Forgets a template database once it is dropped.
+pub fn forget_template(connection: &mut PgConnection, server: &str, name: &str) -> QueryResult<()> {
+    diesel::delete(templates::table.find((server, name)))
+        .execute(connection)
+        .map(|_| ())
 }
 
 /// Returns MD5 of `version:checksum` lines, as [`read_state`] computes it in SQL.
