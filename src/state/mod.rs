@@ -109,6 +109,8 @@ pub fn inspect(desired: &Desired, servers: &Servers, control: &mut PgConnection)
     let control_catalog = catalog::read_control(control)?;
 
     let mut details_needed = Vec::new();
+    // Tenants share a few migration sets: each set's digest is computed once.
+    let mut expected_digests: HashMap<&str, String> = HashMap::new();
     for tenant in &desired.tenants {
         let Some(set) = &tenant.migrations else {
             continue;
@@ -116,12 +118,16 @@ pub fn inspect(desired: &Desired, servers: &Servers, control: &mut PgConnection)
         let Some(summary) = registry_state.applied.get(&tenant.id) else {
             continue;
         };
-        let expected = registry::applied_digest(
-            set.migrations
-                .iter()
-                .map(|m| (m.version.as_str(), m.checksum.as_str())),
-        );
-        if summary.digest != expected {
+        let expected = expected_digests
+            .entry(set.digest.as_str())
+            .or_insert_with(|| {
+                registry::applied_digest(
+                    set.migrations
+                        .iter()
+                        .map(|m| (m.version.as_str(), m.checksum.as_str())),
+                )
+            });
+        if summary.digest != *expected {
             details_needed.push(tenant.id.clone());
         }
     }

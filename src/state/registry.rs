@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{Error, Result};
@@ -32,6 +31,8 @@ pub mod schema {
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            applied_count -> Integer,
+            applied_digest -> Nullable<Text>,
         }
     }
 
@@ -128,14 +129,11 @@ pub struct EventRecord {
 }
 
 /// Summary of the migrations recorded for one tenant.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone)]
 pub struct AppliedSummary {
-    #[diesel(sql_type = Text)]
     pub tenant_id: String,
-    #[diesel(sql_type = BigInt)]
     pub count: i64,
     /// MD5 of every `version:checksum`, one per line, in version order.
-    #[diesel(sql_type = Text)]
     pub digest: String,
 }
 
@@ -195,29 +193,31 @@ fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {
     })
 }
 
-/// Reads all tenants and a summary of their applied migrations.
+/// Reads all tenants and a summary of their applied migrations, in one
+/// query: triggers on `tenant_migrations` keep the summary in each tenant's
+/// row.
 pub fn read_state(connection: &mut PgConnection) -> Result<RegistryState> {
-    let records = tenants::table
-        .select(TenantRecord::as_select())
+    let rows: Vec<(TenantRecord, i32, Option<String>)> = tenants::table
+        .select((
+            TenantRecord::as_select(),
+            tenants::applied_count,
+            tenants::applied_digest,
+        ))
         .load(connection)
         .map_err(Error::query("cannot read the registry"))?;
-    let summaries: Vec<AppliedSummary> = diesel::sql_query(
-        "SELECT tenant_id, count(*) AS count, \
-         md5(string_agg(version || ':' || checksum, E'\\n' ORDER BY version)) AS digest \
-         FROM tenantctl.tenant_migrations GROUP BY tenant_id",
-    )
-    .load(connection)
-    .map_err(Error::query("cannot read the registry's migration records"))?;
-    Ok(RegistryState {
-        tenants: records
-            .into_iter()
-            .map(|record| (record.id.clone(), record))
-            .collect(),
-        applied: summaries
-            .into_iter()
-            .map(|summary| (summary.tenant_id.clone(), summary))
-            .collect(),
-    })
+    let mut state = RegistryState::default();
+    for (record, count, digest) in rows {
+        if let Some(digest) = digest.filter(|_| count > 0) {
+            let summary = AppliedSummary {
+                tenant_id: record.id.clone(),
+                count: i64::from(count),
+                digest,
+            };
+            state.applied.insert(record.id.clone(), summary);
+        }
+        state.tenants.insert(record.id.clone(), record);
+    }
+    Ok(state)
 }
 
 /// Reads the applied migrations (version, checksum) of the given tenants.
