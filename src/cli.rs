@@ -54,6 +54,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the servers match the spec, or apply a saved plan.
     Apply(ApplyArgs),
+    /// Create one tenant: ask for its values on a terminal (or take them
+    /// from flags), provision it and add it to the spec file.
+    Create(CreateArgs),
 }
 
 /// Where the spec comes from.
@@ -98,10 +101,6 @@ pub struct PlanArgs {
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
     pub no_input: bool,
-
-    /// Also read each database tenant's own migration table.
-    #[arg(long)]
-    pub refresh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,4 +131,88 @@ pub struct ApplyArgs {
     /// How long to wait for another apply's lock, such as 60s or 5m.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Spec file (TOML or YAML) the new tenant is added to. Without it the
+    /// tenant is provisioned and recorded in the registry, and its spec
+    /// block is printed.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Leave the spec file as it is; print the new tenant's block instead.
+    #[arg(long, requires = "file")]
+    pub no_save: bool,
+
+    /// Tenant ID: a lowercase letter, then lowercase letters, digits and `_`.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Display name of the tenant.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Isolation type: database, schema, table or cache.
+    #[arg(long, value_name = "TYPE")]
+    pub isolation: Option<String>,
+
+    /// Whether to create the database now (yes or no); with no the tenant
+    /// stays pending until a later apply.
+    #[arg(long, value_name = "yes|no", num_args = 0..=1, require_equals = true,
+          default_missing_value = "yes", value_parser = parse_yes_no)]
+    pub create_database: Option<bool>,
+
+    /// Database name of a database tenant.
+    #[arg(long, value_name = "NAME")]
+    pub db_name: Option<String>,
+
+    /// Login role that owns the tenant's database.
+    #[arg(long, value_name = "ROLE")]
+    pub db_user: Option<String>,
+
+    /// Environment variable that contains the database password; the spec
+    /// refers to it by name. Without a terminal the password is read from
+    /// it. Default: <ID>_DB_PASSWORD in capitals.
+    #[arg(long, value_name = "VAR")]
+    pub db_password_env: Option<String>,
+
+    /// Host of the tenant's database server.
+    #[arg(long, value_name = "HOST")]
+    pub db_host: Option<String>,
+
+    /// Port of the tenant's database server (default: 5432).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub db_port: Option<u16>,
+
+    /// Schema name of a schema tenant (default: the tenant ID).
+    #[arg(long, value_name = "NAME")]
+    pub schema_name: Option<String>,
+
+    /// Redis key prefix of a cache tenant (default: `<ID>:`).
+    #[arg(long, value_name = "PREFIX")]
+    pub cache_prefix: Option<String>,
+
+    /// Whether to run the tenant's migrations now (yes or no); with no they
+    /// stay pending until a later apply.
+    #[arg(long, value_name = "yes|no", num_args = 0..=1, require_equals = true,
+          default_missing_value = "yes", value_parser = parse_yes_no)]
+    pub migrate: Option<bool>,
+
+    /// Take every shown default and answer yes to every question that no
+    /// flag answers.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Never prompt; a value that no flag gives is an error.
+    #[arg(long)]
+    pub no_input: bool,
+
+    /// How long to wait for a running apply's lock, such as 60s or 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    crate::prompt::parse_yes_no(text)
 }

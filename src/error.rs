@@ -9,7 +9,8 @@ pub enum Error {
     Spec(SpecErrors),
 
     #[error(
-        "Cannot connect to database server {url}\n  caused by: {reason}\nVerify database host, port, and credentials."
+        "Cannot connect to database server\n  url: {url}\n  caused by: {}\nVerify database host, port, and credentials.",
+        indent(reason)
     )]
     Connect { url: String, reason: String },
 
@@ -72,6 +73,15 @@ impl From<SpecErrors> for Error {
     fn from(errors: SpecErrors) -> Error {
         Error::Spec(errors)
     }
+}
+
+/// Indents the continuation lines of a server message under `caused by:`.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n    ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

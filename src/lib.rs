@@ -9,6 +9,7 @@ pub mod error;
 pub mod migrations;
 pub mod output;
 pub mod plan;
+pub mod prompt;
 pub mod spec;
 pub mod sql;
 pub mod state;

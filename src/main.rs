@@ -10,7 +10,12 @@ use tenantctl::output::Printer;
 use tenantctl::state::db;
 
 fn main() {
-    let cli = Cli::parse();
+    // clap exits 2 on invalid arguments, which `plan --detailed-exitcode`
+    // uses for "changes pending", so invalid arguments exit 1 instead.
+    let cli = Cli::try_parse().unwrap_or_else(|error| {
+        let _ = error.print();
+        std::process::exit(if error.use_stderr() { 1 } else { 0 });
+    });
     init_logging(cli.global.verbose, cli.global.no_color);
     let printer = Printer::new(cli.global.no_color);
     db::count_statements();
@@ -19,6 +24,7 @@ fn main() {
         Command::Schema => commands::validate::schema(&printer),
         Command::Plan(args) => commands::plan::run(&cli.global, args, &printer),
         Command::Apply(args) => commands::apply::run(&cli.global, args, &printer),
+        Command::Create(args) => commands::create::run(&cli.global, args, &printer),
     };
     tracing::info!(statements = db::statements_sent(), "SQL statements sent");
     match result {

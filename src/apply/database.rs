@@ -9,7 +9,10 @@ use super::schema::{
     create_role, created_line, ensure_membership, execute, ready_line, set_password,
 };
 use super::template::{self, Connections};
-use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
+use super::{
+    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
+    write_record,
+};
 use crate::migrations::Migration;
 use crate::plan::TenantPlan;
 use crate::plan::action::Action;
@@ -17,6 +20,9 @@ use crate::spec::desired::{DatabaseTarget, DesiredTenant, RoleTarget};
 use crate::sql::quote_ident;
 use crate::state::registry::{self, STATUS_PENDING};
 use crate::state::{db, server_key};
+
+type AdminConnection =
+    diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<PgConnection>>;
 
 /// Table, inside each tenant database, that records the migrations applied
 /// there; it lets a rerun after a crash tell what ran before the registry
@@ -45,7 +51,7 @@ pub fn apply(
         .ok_or_else(|| TenantError::new("plan", "database tenant without a database"))?;
     let mut control =
         db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
-    let status = final_status(tenant, tenant_plan);
+    let status = final_status(tenant_plan);
     let mut report = vec![created_line(tenant, tenant_plan)];
 
     // The registry learns of the tenant before anything is created, so a
@@ -67,118 +73,147 @@ pub fn apply(
         name: database.owner.clone(),
         password: database.password.clone(),
     };
-    let needs_admin = tenant_plan.actions.iter().any(|action| {
-        matches!(
-            action,
-            Action::CreateRole { .. }
-                | Action::SetPassword { .. }
-                | Action::AdoptRole { .. }
-                | Action::CreateDatabase { .. }
-                | Action::RestrictConnect { .. }
-        )
-    });
-    if needs_admin {
-        let pool = context.server_pool(&key)?;
-        let mut admin = pool
-            .get()
-            .map_err(|error| TenantError::new("connect", format!("server {key}: {error}")))?;
-        for action in &tenant_plan.actions {
-            match action {
-                Action::CreateRole { .. } => create_role(&mut admin, &context.current_role, &role)?,
-                Action::SetPassword { .. } => set_password(&mut admin, &role)?,
-                Action::AdoptRole { role } => {
-                    ensure_membership(&mut admin, &context.current_role, role)?
-                }
-                Action::CreateDatabase {
-                    database: name,
-                    owner,
-                    template,
-                    ..
-                } => {
-                    let from = match template {
-                        Some(template) => {
-                            let set = tenant.migrations.as_ref().ok_or_else(|| {
-                                TenantError::new("template", "no migration folder")
-                            })?;
-                            let connections = Connections {
-                                admin: &mut admin,
-                                control: &mut control,
-                            };
-                            context
-                                .templates
-                                .ensure(context, connections, &key, template, set)?;
-                            // The default strategy, WAL_LOG, copies block by block
-                            // through the WAL; FILE_COPY forces two checkpoints per
-                            // database, which cost more than the copy on a server
-                            // with other writes (measured in BENCHMARKS.md).
-                            format!(" TEMPLATE {}", quote_ident(template))
-                        }
-                        None => String::new(),
-                    };
-                    execute(
-                        &mut admin,
-                        &format!("create database {name}"),
-                        &format!(
-                            "CREATE DATABASE {} OWNER {}{from}",
-                            quote_ident(name),
-                            quote_ident(owner)
-                        ),
-                    )?;
-                    report.push(format!("✓ Database '{name}' created"));
-                }
-                Action::RestrictConnect {
-                    database: name,
-                    role,
-                    ..
-                } => execute(
-                    &mut admin,
-                    &format!("restrict connect on {name}"),
-                    &format!(
-                        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
-                        db = quote_ident(name),
-                        role = quote_ident(role)
-                    ),
-                )?,
-                _ => {}
+    let mut admin = None;
+    for action in &tenant_plan.actions {
+        if is_registry_only(action) {
+            continue;
+        }
+        if let Action::RunMigrations { migrations } = action {
+            run_planned_migrations(context, tenant, database, &key, migrations, &mut control)?;
+            report.push("✓ Migrations completed".to_string());
+        } else {
+            let admin = match &mut admin {
+                Some(admin) => admin,
+                None => admin.insert(admin_connection(context, &key)?),
+            };
+            if let Action::CreateDatabase {
+                template: Some(template),
+                ..
+            } = action
+            {
+                let set = tenant
+                    .migrations
+                    .as_ref()
+                    .ok_or_else(|| TenantError::new("template", "no migration folder"))?;
+                let connections = Connections {
+                    admin,
+                    control: &mut control,
+                };
+                context
+                    .templates
+                    .ensure(context, connections, &key, template, set)?;
+            }
+            if let Some(line) = run_admin_action(context, admin, &role, action)? {
+                report.push(line);
             }
         }
-    }
-
-    for action in &tenant_plan.actions {
-        if let Action::RunMigrations { migrations } = action {
-            let set = tenant
-                .migrations
-                .as_ref()
-                .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-            let pending = migrate::pending(set, migrations)?;
-            let admin_url = &context
-                .servers
-                .get(&key)
-                .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?
-                .admin_url;
-            let template_prefix = database.template.then(|| {
-                db::database_name(&context.servers.control_url)
-                    .map(|control| template::prefix(&control))
-                    .unwrap_or_default()
-            });
-            let applied =
-                run_migrations(admin_url, database, &pending, template_prefix.as_deref())?;
-            registry::record_migrations(
-                &mut control,
-                &tenant.id,
-                &applied
-                    .iter()
-                    .map(|(v, c)| (v.as_str(), c.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .map_err(|error| TenantError::new("record migrations", error))?;
-            report.push("✓ Migrations completed".to_string());
-        }
+        log_action(&mut control, &tenant.id, action)?;
     }
 
     finish(&mut control, context, tenant, tenant_plan, status)?;
-    report.push(ready_line(status));
+    report.push(ready_line(status, tenant_plan));
     Ok((report, status))
+}
+
+fn admin_connection(context: &ApplyContext<'_>, key: &str) -> Result<AdminConnection, TenantError> {
+    context
+        .server_pool(key)?
+        .get()
+        .map_err(|error| TenantError::new("connect", format!("server {key}: {error}")))
+}
+
+/// Runs one action that needs the server's admin connection; returns the
+/// line to report, if any.
+fn run_admin_action(
+    context: &ApplyContext<'_>,
+    admin: &mut PgConnection,
+    role: &RoleTarget,
+    action: &Action,
+) -> Result<Option<String>, TenantError> {
+    match action {
+        Action::CreateRole { .. } => create_role(admin, &context.current_role, role)?,
+        Action::SetPassword { .. } => set_password(admin, role)?,
+        Action::AdoptRole { role } => {
+            ensure_membership(admin, &context.current_role, role)?;
+            return Ok(Some(format!(
+                "✓ Role '{role}' adopted (it existed; not recreated)"
+            )));
+        }
+        Action::CreateDatabase {
+            database,
+            owner,
+            template,
+            ..
+        } => {
+            // The default strategy, WAL_LOG, copies block by block through
+            // the WAL; FILE_COPY forces two checkpoints per database, which
+            // cost more than the copy on a server with other writes
+            // (measured in BENCHMARKS.md).
+            let from = template
+                .as_ref()
+                .map(|template| format!(" TEMPLATE {}", quote_ident(template)))
+                .unwrap_or_default();
+            execute(
+                admin,
+                &format!("create database {database}"),
+                &format!(
+                    "CREATE DATABASE {} OWNER {}{from}",
+                    quote_ident(database),
+                    quote_ident(owner)
+                ),
+            )?;
+            return Ok(Some(format!("✓ Database '{database}' created")));
+        }
+        Action::AdoptDatabase { database, .. } => {
+            return Ok(Some(format!(
+                "✓ Database '{database}' adopted (it existed; not recreated)"
+            )));
+        }
+        Action::RestrictConnect { database, role, .. } => execute(
+            admin,
+            &format!("restrict connect on {database}"),
+            &format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+                db = quote_ident(database),
+                role = quote_ident(role)
+            ),
+        )?,
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// Runs the plan's migrations in the tenant database and records them.
+fn run_planned_migrations(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    database: &DatabaseTarget,
+    key: &str,
+    migrations: &[String],
+    control: &mut PgConnection,
+) -> Result<(), TenantError> {
+    let set = tenant
+        .migrations
+        .as_ref()
+        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+    let pending = migrate::pending(set, migrations)?;
+    let admin_url = &context
+        .servers
+        .get(key)
+        .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?
+        .admin_url;
+    let template_prefix = database.template.then(|| {
+        db::database_name(&context.servers.control_url)
+            .map(|control| template::prefix(&control))
+            .unwrap_or_default()
+    });
+    let applied = run_migrations(admin_url, database, &pending, template_prefix.as_deref())?;
+    let applied: Vec<(&str, &str)> = applied
+        .iter()
+        .map(|(version, checksum)| (version.as_str(), checksum.as_str()))
+        .collect();
+    registry::record_migrations(control, &tenant.id, &applied)
+        .map_err(|error| TenantError::new("record migrations", error))
 }
 
 /// Runs migrations inside the tenant database as the tenant role; returns

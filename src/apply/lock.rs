@@ -44,12 +44,15 @@ impl ApplyLock {
                 callback(holder_pid(&mut connection));
             }
             if started.elapsed() >= timeout {
+                let holder = holder_pid(&mut connection)
+                    .map(|pid| format!(", held by server process {pid}"))
+                    .unwrap_or_default();
                 return Err(Error::with_hint(
                     format!(
-                        "timed out after {} waiting for the apply lock (advisory lock {APPLY_LOCK_KEY} in the control database): another tenantctl apply is running",
+                        "timed out after {} waiting for the tenantctl apply lock (pg_advisory_lock({APPLY_LOCK_KEY}) in the control database){holder}",
                         humantime::format_duration(timeout)
                     ),
-                    "wait for it to finish, or raise --lock-timeout",
+                    "another apply is running: wait for it to finish, or raise --lock-timeout",
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -226,21 +226,27 @@ pub fn write_record(
     )
 }
 
-/// Logs one event per action of the plan.
-pub fn log_actions(
+/// Returns whether an action only changes the registry record, which
+/// `finish` writes together with its event.
+pub fn is_registry_only(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Register { .. }
+            | Action::UpdateName { .. }
+            | Action::UpdateConfig { .. }
+            | Action::UpdateProtection { .. }
+            | Action::MarkReady { .. }
+    )
+}
+
+/// Appends the event of one action that succeeded.
+pub fn log_action(
     connection: &mut PgConnection,
-    tenant_plan: &TenantPlan,
-    error: Option<&str>,
-) -> diesel::QueryResult<()> {
-    for action in &tenant_plan.actions {
-        registry::log_event(
-            connection,
-            &tenant_plan.id,
-            &crate::plan::render::describe(action),
-            error,
-        )?;
-    }
-    Ok(())
+    id: &str,
+    action: &Action,
+) -> std::result::Result<(), TenantError> {
+    registry::log_event(connection, id, &crate::plan::render::describe(action), None)
+        .map_err(|error| TenantError::new("record in registry", error))
 }
 
 fn record_failure(
@@ -275,7 +281,8 @@ fn record_failure(
     }
 }
 
-/// Marks a tenant as ready (or pending) in the registry and logs its actions.
+/// Marks a tenant as ready (or pending) in the registry and logs the events
+/// of its registry-only actions.
 pub fn finish(
     connection: &mut PgConnection,
     context: &ApplyContext<'_>,
@@ -284,34 +291,21 @@ pub fn finish(
     status: &str,
 ) -> std::result::Result<(), TenantError> {
     write_record(connection, context, tenant, tenant_plan, status, None)
-        .and_then(|_| log_actions(connection, tenant_plan, None))
-        .map_err(|error| TenantError::new("record in registry", error))
+        .map_err(|error| TenantError::new("record in registry", error))?;
+    for action in tenant_plan.actions.iter().filter(|a| is_registry_only(a)) {
+        log_action(connection, &tenant.id, action)?;
+    }
+    Ok(())
 }
 
-/// Returns the status a tenant ends with when all its actions succeeded: a
-/// database tenant whose database is missing and may not be created stays
-/// pending.
-pub fn final_status(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> &'static str {
-    let creates_or_has_database = tenant_plan.actions.iter().any(|action| {
-        matches!(
-            action,
-            Action::CreateDatabase { .. }
-                | Action::AdoptDatabase { .. }
-                | Action::RestrictConnect { .. }
-        )
-    });
-    match &tenant.database {
-        Some(database)
-            if !database.create
-                && !creates_or_has_database
-                && tenant_plan
-                    .actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Register { .. })) =>
-        {
-            STATUS_PENDING
-        }
-        _ => STATUS_READY,
+/// Returns the status a tenant ends with when all its actions succeeded:
+/// pending when its plan notes something that apply cannot do or leaves
+/// actions for later, else ready.
+pub fn final_status(tenant_plan: &TenantPlan) -> &'static str {
+    if tenant_plan.stays_pending || !tenant_plan.deferred.is_empty() {
+        STATUS_PENDING
+    } else {
+        STATUS_READY
     }
 }
 

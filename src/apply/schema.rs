@@ -4,7 +4,10 @@
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-use super::{ApplyContext, Report, TenantError, final_status, finish, migrate, write_record};
+use super::{
+    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
+    write_record,
+};
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
 use crate::spec::desired::{DesiredTenant, RoleTarget};
@@ -25,7 +28,7 @@ pub fn apply(
         .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
     let mut connection =
         db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
-    let status = final_status(tenant, tenant_plan);
+    let status = final_status(tenant_plan);
     let mut report = vec![created_line(tenant, tenant_plan)];
     connection.transaction::<_, TenantError, _>(|connection| {
         // The record comes first: migration records refer to it.
@@ -37,7 +40,13 @@ pub fn apply(
                     create_role(connection, &context.current_role, role_target(schema.role.as_ref(), role)?)?
                 }
                 Action::SetPassword { role } => set_password(connection, role_target(schema.role.as_ref(), role)?)?,
-                Action::AdoptRole { role } => ensure_membership(connection, &context.current_role, role)?,
+                Action::AdoptRole { role } => {
+                    ensure_membership(connection, &context.current_role, role)?;
+                    report.push(format!("✓ Role '{role}' adopted (it existed; not recreated)"));
+                }
+                Action::AdoptSchema { schema: name } => {
+                    report.push(format!("✓ Schema '{name}' adopted (it existed; not recreated)"));
+                }
                 Action::CreateSchema { schema: name } => {
                     execute(connection, "create schema", &format!("CREATE SCHEMA {}", quote_ident(name)))?;
                     report.push(format!("✓ Schema '{name}' created"));
@@ -69,10 +78,13 @@ pub fn apply(
                 }
                 _ => {}
             }
+            if !is_registry_only(action) {
+                log_action(connection, &tenant.id, action)?;
+            }
         }
         finish(connection, context, tenant, tenant_plan, status)
     })?;
-    report.push(ready_line(status));
+    report.push(ready_line(status, tenant_plan));
     Ok((report, status))
 }
 
@@ -90,18 +102,22 @@ fn role_target<'a>(
 
 /// Returns the first report line of a tenant.
 pub fn created_line(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> String {
-    match tenant_plan.change {
-        TenantChange::Create => format!("✓ Tenant '{}' created successfully", tenant.id),
-        TenantChange::Update => format!("✓ Tenant '{}' updated", tenant.id),
+    match (tenant_plan.change, tenant_plan.stays_pending) {
+        (TenantChange::Create, false) => format!("✓ Tenant '{}' created successfully", tenant.id),
+        (TenantChange::Create, true) => format!("✓ Tenant '{}' registered", tenant.id),
+        (TenantChange::Update, _) => format!("✓ Tenant '{}' updated", tenant.id),
     }
 }
 
-/// Returns the last report line of a tenant.
-pub fn ready_line(status: &str) -> String {
+/// Returns the last report line of a tenant: ready, pending because this
+/// run left actions for later, or pending because of what its notes say.
+pub fn ready_line(status: &str, tenant_plan: &TenantPlan) -> String {
     if status == registry::STATUS_READY {
         "Tenant is ready to use".to_string()
+    } else if !tenant_plan.deferred.is_empty() {
+        "Tenant is pending: run apply again to finish it".to_string()
     } else {
-        format!("Tenant is {status}: run apply again to finish it")
+        "Tenant is pending: fix what its plan notes say, then run apply again".to_string()
     }
 }
 

@@ -5,8 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 
 use crate::apply::lock::ApplyLock;
-use crate::apply::{ApplyContext, execute};
+use crate::apply::{ApplyContext, Outcome, execute};
 use crate::cli::{ApplyArgs, GlobalArgs, SpecArgs};
+use crate::commands::plan::Planned;
 use crate::error::{Error, Result};
 use crate::output::Printer;
 use crate::plan::render;
@@ -19,18 +20,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         None => None,
     };
     let spec_args = match &saved {
-        Some(plan) => {
-            let path = plan.source.spec_path.clone().ok_or_else(|| {
-                Error::with_hint(
-                    "this plan was made from standard input, so it cannot be checked for staleness",
-                    "save the spec to a file and make the plan again",
-                )
-            })?;
-            SpecArgs {
-                file: Some(path),
-                format: None,
-            }
-        }
+        Some(plan) => saved_spec(plan, &args.spec)?,
         None => args.spec.clone(),
     };
     let tenants = saved
@@ -38,6 +28,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         .map(|plan| plan.source.tenant_filter.clone())
         .unwrap_or_else(|| args.tenants.clone());
     let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
+    super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
@@ -58,18 +49,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     drop(control);
 
     if let Some(saved) = &saved {
-        if saved.source.spec_digest != planned.plan.source.spec_digest {
-            return Err(Error::with_hint(
-                "stale plan: the spec file changed since the plan was made",
-                "run tenantctl plan --out again",
-            ));
-        }
-        if saved.tenants != planned.plan.tenants {
-            return Err(Error::with_hint(
-                "stale plan: the servers or the registry changed since the plan was made",
-                "run tenantctl plan --out again",
-            ));
-        }
+        check_fresh(saved, &planned.plan)?;
     }
 
     printer.out(&render::to_text(&planned.plan));
@@ -83,26 +63,8 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         return Ok(1);
     }
 
-    let current_role = planned
-        .actual
-        .control
-        .current
-        .clone()
-        .ok_or_else(|| Error::other("the connecting role could not be read"))?;
-    let control_pool = db::pool(&control_url, u32::from(args.parallelism))?;
-    let context = ApplyContext {
-        desired: &planned.desired,
-        actual: &planned.actual,
-        servers: &planned.servers,
-        control: control_pool,
-        server_pools: Mutex::new(HashMap::new()),
-        current_role,
-        parallelism: u32::from(args.parallelism),
-        printer,
-        templates: Default::default(),
-    };
     printer.out("\n");
-    let outcome = execute(&context, &planned.plan)?;
+    let outcome = execute_planned(&planned, args.parallelism, printer)?;
     lock.release();
     let pending = if outcome.pending > 0 {
         format!(", {} pending", outcome.pending)
@@ -114,6 +76,69 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         outcome.created, outcome.changed, outcome.failed
     ));
     Ok(if outcome.failed > 0 { 1 } else { 0 })
+}
+
+/// Picks the spec of a saved plan: `-f` when given (required for a plan made
+/// from standard input), otherwise the file the plan was made from. Its
+/// digest is compared with the plan's before anything runs.
+fn saved_spec(plan: &crate::plan::Plan, given: &SpecArgs) -> Result<SpecArgs> {
+    if given.file.is_some() {
+        return Ok(given.clone());
+    }
+    let path = plan.source.spec_path.clone().ok_or_else(|| {
+        Error::with_hint(
+            "this plan was made from standard input, and apply needs that spec again",
+            "pass it the same way: tenantctl apply PLAN -f - --format toml|yaml < SPEC",
+        )
+    })?;
+    Ok(SpecArgs {
+        file: Some(path),
+        format: given.format,
+    })
+}
+
+/// Checks that a saved plan still matches the spec, the control database
+/// and the state it was made from, so apply runs exactly what was reviewed.
+fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()> {
+    let stale = if saved.source.spec_digest != now.source.spec_digest {
+        "the spec file changed since the plan was made".to_string()
+    } else if saved.source.control != now.source.control {
+        format!(
+            "it was made for control database {}, not {}",
+            saved.source.control, now.source.control
+        )
+    } else if saved.tenants != now.tenants {
+        "the servers or the registry changed since the plan was made".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::with_hint(
+        format!("stale plan: {stale}"),
+        "run tenantctl plan --out again",
+    ))
+}
+
+/// Provisions a computed plan with up to `parallelism` tenants at once.
+pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -> Result<Outcome> {
+    let current_role = planned
+        .actual
+        .control
+        .current
+        .clone()
+        .ok_or_else(|| Error::other("the connecting role could not be read"))?;
+    let control_pool = db::pool(&planned.control_url, u32::from(parallelism))?;
+    let context = ApplyContext {
+        desired: &planned.desired,
+        actual: &planned.actual,
+        servers: &planned.servers,
+        control: control_pool,
+        server_pools: Mutex::new(HashMap::new()),
+        current_role,
+        parallelism: u32::from(parallelism),
+        printer,
+        templates: Default::default(),
+    };
+    execute(&context, &planned.plan)
 }
 
 /// Asks for confirmation on a terminal; without one, `--auto-approve` is required.

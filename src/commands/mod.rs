@@ -1,6 +1,7 @@
 //! One entry function per subcommand, plus the steps they share.
 
 pub mod apply;
+pub mod create;
 pub mod plan;
 pub mod validate;
 
@@ -59,6 +60,30 @@ pub fn load_desired(args: &SpecArgs, ask: bool) -> Result<(Document, Desired)> {
         crate::spec::fill::fill(&mut desired)?;
     }
     Ok((document, desired))
+}
+
+/// Checks that every `--tenant` id is declared, before any connection.
+pub fn check_tenant_filter(desired: &Desired, tenants: &[String]) -> Result<()> {
+    let unknown: Vec<&str> = tenants
+        .iter()
+        .filter(|id| desired.tenant(id).is_none())
+        .map(String::as_str)
+        .collect();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let message = match unknown.len() {
+        1 => format!("Tenant '{first}' not found in {}", desired.origin),
+        _ => format!(
+            "Tenants '{}' not found in {}",
+            unknown.join("', '"),
+            desired.origin
+        ),
+    };
+    Err(Error::with_hint(
+        message,
+        "check the ids given with --tenant against the spec",
+    ))
 }
 
 /// Picks the control URL: flag or environment, then the spec, then the default.

@@ -45,14 +45,6 @@ pub fn compute(
     control: &mut diesel::PgConnection,
     tenants: &[String],
 ) -> Result<Planned> {
-    for id in tenants {
-        if desired.tenant(id).is_none() {
-            return Err(Error::with_hint(
-                format!("Tenant '{id}' not found in {}", document.origin),
-                "check the id given with --tenant",
-            ));
-        }
-    }
     let servers = Servers::resolve(&desired, &control_url)?;
     let actual = state::inspect(&desired, &servers, control)?;
     let source = plan_source(&document, &control_url, tenants);
@@ -76,6 +68,7 @@ pub fn compute(
 /// Shows what apply would change.
 pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i32> {
     let (document, desired) = super::load_desired(&args.spec, super::interactive(args.no_input))?;
+    super::check_tenant_filter(&desired, &args.tenants)?;
     if !args.json {
         super::print_warnings(printer, &desired);
     }
@@ -90,10 +83,13 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
         if !args.json {
+            let spec = match planned.plan.source.spec_path {
+                Some(_) => String::new(),
+                None => " -f - --format FORMAT < SPEC".to_string(),
+            };
             printer.error(&format!(
-                "Saved the plan to {}; apply it with: tenantctl apply {}",
-                out.display(),
-                out.display()
+                "Saved the plan to {out}; apply it with: tenantctl apply {out}{spec}",
+                out = out.display()
             ));
         }
     }

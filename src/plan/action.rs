@@ -131,10 +131,30 @@ pub struct TenantPlan {
     pub id: String,
     pub isolation: Isolation,
     pub change: TenantChange,
+    /// Set when something the plan cannot do (a missing database with
+    /// `create = false`, a database owned by another role) keeps the tenant
+    /// pending after apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stays_pending: bool,
     pub actions: Vec<Action>,
     /// Remarks shown under the tenant, such as a role that cannot be checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Actions left out of this run on purpose; the tenant stays pending
+    /// until a later apply runs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<Action>,
+}
+
+impl TenantPlan {
+    /// Moves the actions `later` selects to [`TenantPlan::deferred`].
+    pub fn defer(&mut self, later: impl Fn(&Action) -> bool) {
+        let (deferred, kept) = std::mem::take(&mut self.actions)
+            .into_iter()
+            .partition(|action| later(action));
+        self.actions = kept;
+        self.deferred.extend::<Vec<Action>>(deferred);
+    }
 }
 
 /// A registry tenant that the spec no longer declares. It is kept.

@@ -13,7 +13,7 @@ use crate::spec::desired::{DatabaseTarget, Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::sql::scram_matches;
 use crate::state::catalog::ServerCatalog;
-use crate::state::registry::{self, STATUS_READY, TenantRecord};
+use crate::state::registry::{self, STATUS_FAILED, STATUS_READY, TenantRecord};
 use crate::state::{Actual, Servers, db, server_key};
 
 /// Builds the non-secret configuration the registry keeps for a tenant.
@@ -93,13 +93,11 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             tenants.push(TenantPlan {
                 id: tenant.id.clone(),
                 isolation: tenant.isolation,
-                change: if record.is_some() {
-                    TenantChange::Update
-                } else {
-                    TenantChange::Create
-                },
+                change: tenant_change(record, &planner.actions),
+                stays_pending: planner.blocked,
                 actions: planner.actions,
                 notes: planner.notes,
+                deferred: Vec::new(),
             });
         }
     }
@@ -138,6 +136,22 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
         undeclared,
         warnings,
         summary,
+    }
+}
+
+/// Returns `Create` when the registry does not know the tenant, or when an
+/// earlier apply failed before its schema or database existed.
+fn tenant_change(record: Option<&TenantRecord>, actions: &[Action]) -> TenantChange {
+    let creates_home = actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::CreateSchema { .. } | Action::CreateDatabase { .. }
+        )
+    });
+    match record {
+        None => TenantChange::Create,
+        Some(record) if record.status != STATUS_READY && creates_home => TenantChange::Create,
+        Some(_) => TenantChange::Update,
     }
 }
 
@@ -185,6 +199,15 @@ impl TenantPlanner<'_> {
         }
         self.keep_template_with_migrations();
         self.plan_registry();
+        if let Some(record) = self.record
+            && record.status == STATUS_FAILED
+        {
+            let error = record
+                .last_error
+                .as_deref()
+                .unwrap_or("no error was recorded");
+            self.notes.push(format!("the last apply failed: {error}"));
+        }
     }
 
     /// Returns the template a new database of this tenant is copied from:
@@ -217,8 +240,20 @@ impl TenantPlanner<'_> {
         }
     }
 
-    fn registered(&self) -> bool {
-        self.record.is_some()
+    /// Returns whether an existing object (`kind:name`) is adopted rather
+    /// than the tenant's own. Before the tenant is registered it always is.
+    /// A `create = false` tenant never has objects of its own, so its objects
+    /// are adopted until the registry lists them.
+    fn adopts(&self, kind: &str, name: &str) -> bool {
+        let Some(record) = self.record else {
+            return true;
+        };
+        let never_creates = self
+            .tenant
+            .database
+            .as_ref()
+            .is_some_and(|database| !database.create);
+        never_creates && !record.adopted.contains(&format!("{kind}:{name}"))
     }
 
     fn plan_role(&mut self, role: &RoleTarget, catalog: &ServerCatalog) {
@@ -227,7 +262,7 @@ impl TenantPlanner<'_> {
                 role: role.name.clone(),
             }),
             Some(_) => {
-                if !self.registered() {
+                if self.adopts("role", &role.name) {
                     self.actions.push(Action::AdoptRole {
                         role: role.name.clone(),
                     });
@@ -263,10 +298,14 @@ impl TenantPlanner<'_> {
             None => return,
         };
         let exists = catalog.databases.get(&database.name);
-        if !database.create && exists.is_none() {
+        let missing = match (exists, catalog.roles.contains_key(&database.owner)) {
+            (None, _) => Some(format!("database \"{}\"", database.name)),
+            (Some(_), false) => Some(format!("role \"{}\"", database.owner)),
+            (Some(_), true) => None,
+        };
+        if let (false, Some(missing)) = (database.create, missing) {
             self.notes.push(format!(
-                "database {} does not exist and create = false, so the tenant stays pending",
-                database.name
+                "{missing} does not exist and create = false, so the tenant stays pending"
             ));
             self.blocked = true;
             return;
@@ -284,7 +323,7 @@ impl TenantPlanner<'_> {
                 template: self.template(database),
             }),
             Some(info) => {
-                if !self.registered() {
+                if self.adopts("database", &database.name) {
                     self.actions.push(Action::AdoptDatabase {
                         database: database.name.clone(),
                         server: key.clone(),
@@ -292,9 +331,10 @@ impl TenantPlanner<'_> {
                 }
                 if info.owner != database.owner {
                     self.notes.push(format!(
-                        "database {} is owned by {}, not {}; tenantctl does not change owners",
-                        database.name, info.owner, database.owner
+                        "database \"{}\" is owned by \"{}\", not \"{}\", so migrations cannot run as \"{}\" and the tenant stays pending; tenantctl does not change owners (ALTER DATABASE ... OWNER TO does)",
+                        database.name, info.owner, database.owner, database.owner
                     ));
+                    self.blocked = true;
                 }
             }
         }
@@ -321,9 +361,11 @@ impl TenantPlanner<'_> {
             None => self.actions.push(Action::CreateSchema {
                 schema: schema.name.clone(),
             }),
-            Some(_) if !self.registered() => self.actions.push(Action::AdoptSchema {
-                schema: schema.name.clone(),
-            }),
+            Some(_) if self.adopts("schema", &schema.name) => {
+                self.actions.push(Action::AdoptSchema {
+                    schema: schema.name.clone(),
+                })
+            }
             Some(_) => {}
         }
         let role_name = schema.role.as_ref().map(|role| role.name.clone());

@@ -109,6 +109,9 @@ pub fn to_text(plan: &Plan) -> String {
         for note in &tenant.notes {
             let _ = writeln!(out, "  ! {note}");
         }
+        for action in &tenant.deferred {
+            let _ = writeln!(out, "  ! left for a later apply: {}", describe(action));
+        }
         out.push('\n');
     }
     for tenant in &plan.undeclared {

@@ -76,9 +76,11 @@ pub struct DatabaseTarget {
     pub owner: String,
     pub password: Option<Secret>,
     pub password_source: Option<SecretSource>,
-    /// Host as the spec writes it; None means the control server.
+    /// Host as the spec writes it; None means the control server's host.
     pub host: Option<String>,
-    pub port: u16,
+    /// Port as the spec writes it; None means the control server's port
+    /// when the host is the control server's, and 5432 otherwise.
+    pub port: Option<u16>,
     pub create: bool,
     pub template: bool,
 }
@@ -161,12 +163,34 @@ impl MissingValue {
         self
     }
 
-    /// Builds the error reported when nobody can be asked for the value.
-    pub fn to_error(&self) -> SpecError {
-        let mut message = format!("missing {} for tenant {:?}", self.field, self.tenant);
+    /// Describes where the value is missing and why, such as
+    /// `tenants.toml:14:1: tenant 'acme': database.password: environment
+    /// variable `ACME_DB_PASSWORD` is not set`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{}:{}:{}: tenant '{}': {}",
+            self.origin, self.position.line, self.position.column, self.tenant, self.field
+        );
         if let Some(reason) = &self.reason {
-            message.push_str(&format!(": {reason}"));
+            text.push_str(&format!(": {reason}"));
         }
-        SpecError::at(&self.origin, self.position, message)
+        text
     }
+}
+
+/// Builds the one error that lists every missing value, for runs that
+/// cannot ask for them.
+pub fn missing_error(missing: &[MissingValue]) -> SpecError {
+    let origin = missing.first().map_or("", |value| value.origin.as_str());
+    let count = match missing.len() {
+        1 => "1 required value is".to_string(),
+        many => format!("{many} required values are"),
+    };
+    let mut error = SpecError::plain(origin, format!("{count} missing from the spec"));
+    for value in missing {
+        error = error.with_note(format!("  {}", value.describe()));
+    }
+    error.with_hint(
+        "set them in the spec or its environment variables, or run on a terminal without --no-input or CI=true to type them",
+    )
 }

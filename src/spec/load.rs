@@ -128,12 +128,21 @@ pub fn load_path(path: &Path, format: Option<Format>) -> Result<Document, SpecEr
     file.take(MAX_SPEC_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|error| SpecError::plain(&origin, format!("cannot read spec file: {error}")))?;
-    let base_dir = path
-        .parent()
+    parse_bytes(
+        &origin,
+        Some(path.to_path_buf()),
+        base_dir(path),
+        format,
+        bytes,
+    )
+}
+
+/// Returns the folder that relative paths in the spec at `path` start from.
+pub fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
         .filter(|parent| !parent.as_os_str().is_empty())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    parse_bytes(&origin, Some(path.to_path_buf()), base_dir, format, bytes)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Parses spec bytes that were already read.
@@ -287,6 +296,10 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         .into());
     }
 
+    document.positions = std::mem::take(&mut locator.positions);
+    if !document.text.is_ascii() {
+        chars_to_bytes(&document.text, &mut document.positions);
+    }
     let mut errors = Vec::new();
     for (pointer, text) in &locator.ambiguous {
         errors.push(
@@ -300,7 +313,6 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
                 )),
         );
     }
-    document.positions = locator.positions;
     document.value = match yaml_to_json(parsed, "") {
         Ok(value) => value,
         Err((pointer, message)) => {
@@ -312,6 +324,28 @@ fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
         Ok(())
     } else {
         Err(SpecErrors(errors))
+    }
+}
+
+/// Turns the YAML parser's character indexes into byte offsets, which the
+/// line table uses.
+fn chars_to_bytes(text: &str, positions: &mut HashMap<String, usize>) {
+    let mut wanted: Vec<usize> = positions.values().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut bytes = HashMap::with_capacity(wanted.len());
+    let mut next = wanted.iter().peekable();
+    for (char_index, (byte_index, _)) in text.char_indices().enumerate() {
+        while next.peek() == Some(&&char_index) {
+            bytes.insert(char_index, byte_index);
+            next.next();
+        }
+        if next.peek().is_none() {
+            break;
+        }
+    }
+    for offset in positions.values_mut() {
+        *offset = bytes.get(offset).copied().unwrap_or(text.len());
     }
 }
 
@@ -497,6 +531,16 @@ mod tests {
     }
 
     #[test]
+    fn yaml_positions_after_non_ascii_text() {
+        let text = "version: 1\ntenants:\n  - name: \"Société Générale\"\n    id: soc\n";
+        let document = parse(Format::Yaml, text).unwrap();
+        assert_eq!(
+            document.position("/tenants/0/id"),
+            Position { line: 4, column: 5 }
+        );
+    }
+
+    #[test]
     fn yaml_ambiguous_boolean_rejected() {
         let errors = parse(
             Format::Yaml,
@@ -509,7 +553,10 @@ mod tests {
             "{}",
             errors.0[0].message
         );
-        assert_eq!(errors.0[0].position.unwrap().line, 4);
+        assert_eq!(
+            errors.0[0].position.unwrap(),
+            Position { line: 4, column: 5 }
+        );
     }
 
     #[test]

@@ -179,13 +179,16 @@ pub struct Tenant {
 pub struct DatabaseSection {
     /// Database name. Default: the tenant id.
     pub name: Option<String>,
-    /// Login role that owns the database. Default: the tenant id.
+    /// Login role that owns the database. Required: asked for on a terminal
+    /// when missing.
     pub user: Option<String>,
     /// Password of the login role.
     pub password: Option<SecretSource>,
     /// Server host. Default: the control database's host.
     pub host: Option<String>,
-    /// Server port. Default: 5432.
+    /// Server port. Default: the control database's port when `host` is not
+    /// given, 5432 otherwise.
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Whether apply creates the database and role when they are missing.
     /// Default: true. With false the tenant stays pending.

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::desired::{
     CacheTarget, DatabaseTarget, Desired, DesiredTenant, MissingValue, RoleTarget, SchemaTarget,
-    TablesTarget,
+    TablesTarget, missing_error,
 };
 use super::error::{SpecError, SpecErrors};
-use super::load::{Document, escape_pointer};
+use super::load::{Document, Format, escape_pointer};
 use super::model::{Isolation, SPEC_VERSION, SecretSource, Spec, Tenant, json_schema};
 use crate::migrations::{MigrationError, MigrationSet};
 
@@ -88,15 +88,13 @@ pub fn validate(document: &Document, options: ValidateOptions) -> Result<Desired
     let mut builder = Builder::new(document);
     let desired = builder.build(&spec);
     errors.extend(builder.errors);
-    if options.missing_is_error {
-        for missing in &desired.missing {
-            errors.push(missing.to_error());
-        }
+    errors.sort_by_key(|error| error.position.map(|p| (p.line, p.column)));
+    if options.missing_is_error && !desired.missing.is_empty() {
+        errors.push(missing_error(&desired.missing));
     }
     if errors.is_empty() {
         Ok(desired)
     } else {
-        errors.sort_by_key(|error| error.position.map(|p| (p.line, p.column)));
         Err(SpecErrors(errors))
     }
 }
@@ -127,14 +125,28 @@ fn check_schema(document: &Document, errors: &mut Vec<SpecError>) {
         );
         return;
     }
+    if document.value.is_null() {
+        let start = match document.format {
+            Format::Toml => format!("version = {SPEC_VERSION} and a [[tenants]] table"),
+            Format::Yaml => format!("version: {SPEC_VERSION} and a tenants: list"),
+        };
+        errors.push(
+            SpecError::plain(&document.origin, "the spec file is empty")
+                .with_hint(format!("start it with {start}")),
+        );
+        return;
+    }
     let mut seen = std::collections::HashSet::new();
+    let mut found = Vec::new();
     for error in schema_validator().iter_errors(&document.value) {
         let pointer = error.instance_path().to_string();
         let spec_error = describe_schema_error(document, &pointer, &error);
         if seen.insert(spec_error.to_string()) {
-            errors.push(spec_error);
+            found.push(spec_error);
         }
     }
+    found.sort_by_key(|error| error.position.map(|p| (p.line, p.column)));
+    errors.extend(found);
 }
 
 fn describe_schema_error(
@@ -147,10 +159,11 @@ fn describe_schema_error(
     let field = pointer.rsplit('/').next().unwrap_or_default();
     let value = error.instance();
     if field == "isolation" && value.is_string() {
+        let options: Vec<&str> = Isolation::ALL.iter().map(|kind| kind.as_str()).collect();
         return document
-            .error_at(pointer, format!("Invalid isolation type: {value}"))
-            .with_note("Error: Invalid isolation type")
-            .with_note("Valid options: database, schema, table, cache");
+            .error_at(pointer, "Invalid isolation type")
+            .with_note(format!("  {} = {value}", describe_pointer(pointer)))
+            .with_note(format!("Valid options: {}", options.join(", ")));
     }
     match error.kind() {
         Kind::AdditionalProperties { unexpected } => {
@@ -171,19 +184,44 @@ fn describe_schema_error(
         Kind::Required { property } => document.error_at(
             pointer,
             format!(
-                "missing required key {property} in {}",
+                "missing required key `{}` in {}",
+                property.as_str().unwrap_or_default(),
                 describe_pointer(pointer)
             ),
         ),
-        _ => document.error_at(
+        kind => document.error_at(
             pointer,
             format!(
-                "invalid value {} for `{}`: {}",
+                "invalid value {} for {}: {}",
                 short(value),
                 describe_pointer(pointer),
-                error
+                expectation(kind, field).unwrap_or_else(|| error.to_string())
             ),
         ),
+    }
+}
+
+/// Says what a value should have been, for the common schema errors.
+fn expectation(kind: &jsonschema::error::ValidationErrorKind, field: &str) -> Option<String> {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+    match kind {
+        Kind::Type {
+            kind: TypeKind::Single(expected),
+        } => Some(format!("expected {}", article(&expected.to_string()))),
+        Kind::Maximum { limit } => Some(format!("the largest allowed value is {limit}")),
+        Kind::Minimum { limit } => Some(format!("the smallest allowed value is {limit}")),
+        Kind::AnyOf { .. } if matches!(field, "password" | "admin_url" | "url") => {
+            Some("expected { env = \"NAME\" }, { file = \"PATH\" } or a string".to_string())
+        }
+        _ => None,
+    }
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "integer" | "object" | "array" => format!("an {kind}"),
+        "null" => kind.to_string(),
+        _ => format!("a {kind}"),
     }
 }
 
@@ -279,6 +317,8 @@ struct Builder<'a> {
     /// Cluster-wide names: roles, databases, and (in the control database)
     /// schemas, keyed by namespace and name.
     claims: HashMap<(&'static str, String), Claim>,
+    /// Pointers already reported as colliding, so one name gets one error.
+    collided: std::collections::HashSet<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -290,6 +330,7 @@ impl<'a> Builder<'a> {
             warnings: Vec::new(),
             migration_sets: HashMap::new(),
             claims: HashMap::new(),
+            collided: std::collections::HashSet::new(),
         }
     }
 
@@ -586,12 +627,12 @@ impl<'a> Builder<'a> {
             create,
         );
         if let Some(host) = &section.host
-            && (host.is_empty()
-                || host
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '/' || c == '@'))
+            && let Err(reason) = check_host(host)
         {
-            self.error(&format!("{at}/host"), format!("invalid host {host:?}"));
+            self.error(
+                &format!("{at}/host"),
+                format!("invalid host {host:?}: {reason}"),
+            );
         }
         DatabaseTarget {
             name,
@@ -599,7 +640,7 @@ impl<'a> Builder<'a> {
             password,
             password_source: section.password.clone(),
             host: section.host.clone(),
-            port: section.port.unwrap_or(5432),
+            port: section.port,
             create,
             template: section.template.or(spec.defaults.template).unwrap_or(false),
         }
@@ -782,7 +823,8 @@ impl<'a> Builder<'a> {
         }
         let key = (namespace, name.to_string());
         match self.claims.get(&key) {
-            Some(claim) if claim.tenant != tenant => {
+            Some(claim) if claim.tenant != tenant && !self.collided.contains(pointer) => {
+                self.collided.insert(pointer.to_string());
                 let line = self.document.position(&claim.pointer).line;
                 let message = format!(
                     "{what} {name:?} of tenant {tenant:?} is already used as the {} of tenant {:?} (line {line})",
@@ -870,6 +912,21 @@ impl<'a> Builder<'a> {
         self.migration_sets.insert(dir, loaded.clone());
         loaded
     }
+}
+
+/// Checks a database host name: not empty, and free of the characters that
+/// would change the meaning of a connection URL.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("it is empty".into());
+    }
+    if let Some(bad) = host
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'))
+    {
+        return Err(format!("it contains {bad:?}"));
+    }
+    Ok(())
 }
 
 /// Checks a Redis key prefix: it ends with `:` and contains no glob

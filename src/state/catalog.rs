@@ -40,7 +40,8 @@ pub struct DatabaseInfo {
     pub name: String,
     #[diesel(sql_type = Text)]
     pub owner: String,
-    /// Whether PUBLIC may connect.
+    /// Whether PUBLIC may connect. A NULL access list means the defaults,
+    /// which let PUBLIC connect (PostgreSQL 15).
     #[diesel(sql_type = Bool)]
     pub public_connect: bool,
 }
@@ -102,8 +103,8 @@ pub fn read_server(connection: &mut PgConnection) -> Result<ServerCatalog> {
     .map_err(Error::query("cannot read pg_roles"))?;
     let databases: Vec<DatabaseInfo> = diesel::sql_query(
         "SELECT d.datname::text AS name, pg_get_userbyid(d.datdba)::text AS owner, \
-         COALESCE(EXISTS (SELECT 1 FROM aclexplode(d.datacl) a \
-           WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'), d.datacl IS NULL) AS public_connect \
+         (d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a \
+           WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT')) AS public_connect \
          FROM pg_database d",
     )
     .load(connection)

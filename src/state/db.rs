@@ -47,9 +47,27 @@ pub fn redact(url: &str) -> String {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
+            // libpq also takes the password as a query parameter.
+            if parsed.query_pairs().any(|(key, _)| key == "password") {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let value = if key == "password" {
+                            "***".into()
+                        } else {
+                            value
+                        };
+                        (key.into_owned(), value.into_owned())
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
-        Err(_) => "(invalid URL)".to_string(),
+        // A URL that does not parse is shown only when it cannot hold a
+        // password, which needs a `:` before an `@`.
+        Err(_) if !url.contains('@') => format!("`{url}`"),
+        Err(_) => "(not shown: it does not parse and may hold a password)".to_string(),
     }
 }
 
@@ -198,6 +216,10 @@ mod tests {
             "postgres://u:***@h:1/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=secret"),
+            "postgres://u@h/db?sslmode=disable&password=***"
+        );
     }
 
     #[test]

@@ -6,7 +6,11 @@ pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use diesel::PgConnection;
+use diesel::connection::{Connection, InstrumentationEvent};
 
 use crate::error::{Error, Result};
 use crate::spec::desired::{DatabaseTarget, Desired};
@@ -52,7 +56,15 @@ impl Servers {
             if by_key.contains_key(&key) {
                 continue;
             }
-            let host = database.host.clone().unwrap_or_default();
+            let host = database
+                .host
+                .clone()
+                .unwrap_or_else(|| control_host.clone());
+            let port = match (&database.host, database.port) {
+                (_, Some(port)) => port,
+                (None, None) => control_port,
+                (Some(_), None) => 5432,
+            };
             let admin_url = match desired.servers.get(&host) {
                 Some(source) => source
                     .resolve(&desired.base_dir)
@@ -63,10 +75,7 @@ impl Servers {
                     })?
                     .expose()
                     .to_string(),
-                None => db::with_database(
-                    &db::with_host(control_url, &host, database.port)?,
-                    "postgres",
-                )?,
+                None => db::with_database(&db::with_host(control_url, &host, port)?, "postgres")?,
             };
             by_key.insert(key.clone(), Server { key, admin_url });
         }
@@ -82,11 +91,19 @@ impl Servers {
     }
 }
 
-/// Returns the `host:port` key of a database tenant's server.
+/// Returns the `host:port` key of a database tenant's server. A missing
+/// host means the control server's host, and a missing port means the
+/// control server's port on that host and 5432 on any other.
 pub fn server_key(database: &DatabaseTarget, control_key: &str) -> String {
-    match &database.host {
-        Some(host) => format!("{host}:{}", database.port),
-        None => control_key.to_string(),
+    match (&database.host, database.port) {
+        (Some(host), port) => format!("{host}:{}", port.unwrap_or(5432)),
+        (None, None) => control_key.to_string(),
+        (None, Some(port)) => {
+            let host = control_key
+                .rsplit_once(':')
+                .map_or(control_key, |(host, _)| host);
+            format!("{host}:{port}")
+        }
     }
 }
 
@@ -105,6 +122,43 @@ pub struct Actual {
 
 /// Reads the actual state in bulk: a fixed number of queries per server.
 pub fn inspect(desired: &Desired, servers: &Servers, control: &mut PgConnection) -> Result<Actual> {
+    let queries = QueryCounter::default();
+    queries.attach(control);
+    let actual = read_actual(desired, servers, control, &queries)?;
+    tracing::debug!(
+        queries = queries.count(),
+        tenants = desired.tenants.len(),
+        "read the actual state"
+    );
+    Ok(actual)
+}
+
+/// Counts the queries sent on the connections it is attached to, so the
+/// debug log shows that plan's reads do not grow with the tenant count.
+#[derive(Clone, Default)]
+pub struct QueryCounter(Arc<AtomicUsize>);
+
+impl QueryCounter {
+    pub fn attach(&self, connection: &mut PgConnection) {
+        let count = Arc::clone(&self.0);
+        connection.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn read_actual(
+    desired: &Desired,
+    servers: &Servers,
+    control: &mut PgConnection,
+    queries: &QueryCounter,
+) -> Result<Actual> {
     let registry_state = registry::read_state(control)?;
     let control_catalog = catalog::read_control(control)?;
 
@@ -155,10 +209,11 @@ pub fn inspect(desired: &Desired, servers: &Servers, control: &mut PgConnection)
         if server_catalogs.contains_key(key) || !needs_server(key) {
             continue;
         }
-        let catalog = db::connect(&server.admin_url)
-            .and_then(|mut connection| catalog::read_server(&mut connection))
-            .map_err(|error| error.to_string());
-        server_catalogs.insert(key.clone(), catalog);
+        // A server that cannot be read fails the whole plan: planning its
+        // tenants blind would show objects that exist as new.
+        let mut connection = db::connect(&server.admin_url)?;
+        queries.attach(&mut connection);
+        server_catalogs.insert(key.clone(), Ok(catalog::read_server(&mut connection)?));
     }
 
     Ok(Actual {

@@ -102,9 +102,10 @@ pub struct TenantRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A registry row to insert or update.
+/// A registry row to insert or update. `last_error: None` clears the
+/// column, so a tenant that succeeds after a failure drops its old error.
 #[derive(Debug, Clone, Insertable, AsChangeset)]
-#[diesel(table_name = tenants)]
+#[diesel(table_name = tenants, treat_none_as_null = true)]
 pub struct TenantUpsert<'a> {
     pub id: &'a str,
     pub name: &'a str,

@@ -637,6 +637,58 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// What a finished command printed and how it exited.
+#[derive(Debug)]
+pub struct CmdOutput {
+    /// The exit code, or -1 when a signal ended the process.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    /// Returns stdout and stderr together, for checks that a value never
+    /// appears in either.
+    pub fn both(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs a command to its end and returns its exit code and output.
+pub fn run(cmd: &mut assert_cmd::Command) -> CmdOutput {
+    let output = cmd.output().expect("failed to run the command");
+    CmdOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Copies the folders and files below `from` into `to`, creating `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|err| panic!("failed to create {}: {err}", to.display()));
+    let entries =
+        fs::read_dir(from).unwrap_or_else(|err| panic!("failed to read {}: {err}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("failed to read a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target)
+                .unwrap_or_else(|err| panic!("failed to copy {}: {err}", entry.path().display()));
+        }
+    }
+}
+
+/// Returns the folder of the shared benchmark inputs, which CI places
+/// beside the repository (`../shared/bench`), or None when it is absent.
+pub fn shared_bench_dir() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.parent()?.join("shared").join("bench");
+    dir.is_dir().then_some(dir)
+}
+
 /// Quotes a PostgreSQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -670,7 +722,7 @@ fn random_letters(number: u32, count: usize) -> String {
 }
 
 /// Returns a TCP port on 127.0.0.1 that was free when probed.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
