@@ -60,6 +60,10 @@ struct Args {
     #[arg(long)]
     anchor: Option<PathBuf>,
 
+    /// Parallelism of the parallel runs. Default: tenantctl's own default.
+    #[arg(long)]
+    parallelism: Option<u16>,
+
     /// Phases to run: create, migrate, plan, database, anchor.
     #[arg(
         long,
@@ -262,7 +266,7 @@ impl Bench {
         let mut kept = Vec::new();
         let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 1..=self.args.rounds {
-            for (slot, parallelism) in [Some(1), None].into_iter().enumerate() {
+            for (slot, parallelism) in [Some(1), self.args.parallelism].into_iter().enumerate() {
                 let floor_db = self.name("f");
                 self.server.create_database(&floor_db)?;
                 eprintln!("create: round {round}, floor");
@@ -305,7 +309,10 @@ impl Bench {
             Some(serial <= 1.15),
         );
         report.verdict(
-            "create schema tenants, default parallelism: faster than the floor",
+            format!(
+                "create schema tenants, {}: faster than the floor",
+                describe(self.args.parallelism)
+            ),
             ratios_with_median(&ratios[1]),
             Some(parallel < 1.0),
         );
@@ -354,7 +361,7 @@ impl Bench {
                 describe(kept.parallelism)
             );
             let run = self.apply(&kept.control, &spec, kept.parallelism, count)?;
-            let slot = usize::from(kept.parallelism.is_none());
+            let slot = usize::from(kept.parallelism != Some(1));
             ratios[slot].push(run.seconds / floor);
             section.row(vec![
                 (index + 1).to_string(),
@@ -369,7 +376,7 @@ impl Bench {
         let mut noop = Vec::new();
         for (index, kept) in kept.iter().enumerate() {
             eprintln!("migrate: run {}, nothing to apply", index + 1);
-            let run = self.apply(&kept.control, &spec, None, 0)?;
+            let run = self.apply(&kept.control, &spec, self.args.parallelism, 0)?;
             noop.push(run.seconds * 1000.0 / count as f64);
             section.row(vec![
                 (index + 1).to_string(),
@@ -386,7 +393,10 @@ impl Bench {
                 .to_string(),
         );
         report.verdict(
-            "migrate with one new migration, default parallelism: at most 1.2x the floor",
+            format!(
+                "migrate with one new migration, {}: at most 1.2x the floor",
+                describe(self.args.parallelism)
+            ),
             ratios_with_median(&ratios[1]),
             Some(median(&ratios[1]).unwrap_or(f64::NAN) <= 1.2),
         );
@@ -437,10 +447,10 @@ impl Bench {
             }
             let control = self.name("c");
             self.server.create_database(&control)?;
-            eprintln!("anchor: tenantctl, default parallelism");
-            let run = self.apply(&control, &spec, None, count)?;
+            eprintln!("anchor: tenantctl, {}", describe(self.args.parallelism));
+            let run = self.apply(&control, &spec, self.args.parallelism, count)?;
             ours.push(run.seconds * 1000.0 / count as f64);
-            let noop = self.apply(&control, &spec, None, 0)?;
+            let noop = self.apply(&control, &spec, self.args.parallelism, 0)?;
             ours_noop.push(noop.seconds * 1000.0 / count as f64);
             self.server.drop_database(&control)?;
         }
@@ -449,7 +459,7 @@ impl Bench {
         };
         for (create, noop) in ours.iter().zip(&ours_noop) {
             section.row(vec![
-                "tenantctl, default parallelism".into(),
+                format!("tenantctl, {}", describe(self.args.parallelism)),
                 format!("{create:.1} ms"),
                 format!("{noop:.2} ms"),
             ]);
@@ -546,9 +556,10 @@ impl Bench {
             let control = self.name("c");
             self.server.create_database(&control)?;
             eprintln!("plan: creating {count} tenants");
-            let setup = self.apply(&control, &spec, None, count)?;
+            let setup = self.apply(&control, &spec, self.args.parallelism, count)?;
             section.notes.push(format!(
-                "Creating the {count} tenants at the default parallelism took {} ({} per tenant, peak RSS {}).",
+                "Creating the {count} tenants ({}) took {} ({} per tenant, peak RSS {}).",
+                describe(self.args.parallelism),
                 seconds(setup.seconds),
                 per_tenant(setup.seconds, count),
                 mebibytes(setup.peak_kib)
@@ -642,7 +653,7 @@ impl Bench {
                     "running the migrations"
                 };
                 eprintln!("database: round {round}, {label}");
-                let run = self.apply(&control, &spec, None, count)?;
+                let run = self.apply(&control, &spec, self.args.parallelism, count)?;
                 if template {
                     ratios.push(without / run.seconds);
                 } else {
