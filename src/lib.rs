@@ -2,6 +2,7 @@
 //! and Redis. The binary in `main.rs` is a thin shell over these modules,
 //! which follow the pipeline: spec -> validate -> state -> plan -> apply.
 
+pub mod acl;
 pub mod apply;
 pub mod cli;
 pub mod commands;
@@ -10,6 +11,7 @@ pub mod migrations;
 pub mod output;
 pub mod plan;
 pub mod prompt;
+pub mod rls;
 pub mod spec;
 pub mod sql;
 pub mod state;

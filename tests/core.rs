@@ -161,17 +161,20 @@ fn validate_reports_each_rule() {
         "{lines:?}"
     );
 
-    // The example spec is valid once its password variable is set, also
+    // The example spec is valid once its password variables are set, also
     // when it arrives on standard input.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants.example.toml");
     let output = run(env
         .cmd()
         .env("ACME_DB_PASSWORD", "not-used")
+        .env("GLOBEX_DB_PASSWORD", "not-used")
+        .env("INITECH_DB_PASSWORD", "not-used")
+        .env("HOOLI_REDIS_PASSWORD", "not-used")
         .arg("validate")
         .arg("-f")
         .arg(&example));
     assert_code(&output, 0);
-    assert!(output.stdout.ends_with("is valid: 2 tenants.\n"));
+    assert!(output.stdout.ends_with("is valid: 4 tenants.\n"));
     let yaml = "version: 1\ntenants:\n  - id: acme\n    name: ACME\n    isolation: schema\n";
     let output = run(env
         .cmd()

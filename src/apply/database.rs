@@ -10,8 +10,8 @@ use super::schema::{
 };
 use super::template::{self, Connections};
 use super::{
-    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
-    write_record,
+    ApplyContext, Report, TenantError, final_status, finish, is_applied_separately, log_action,
+    migrate, write_record,
 };
 use crate::migrations::Migration;
 use crate::plan::TenantPlan;
@@ -75,7 +75,7 @@ pub fn apply(
     };
     let mut admin = None;
     for action in &tenant_plan.actions {
-        if is_registry_only(action) {
+        if is_applied_separately(action) {
             continue;
         }
         if let Action::RunMigrations { migrations } = action {

@@ -6,6 +6,7 @@ use diesel::connection::SimpleConnection;
 
 use super::TenantError;
 use crate::migrations::{Migration, MigrationSet};
+use crate::sql::quote_ident;
 
 /// Looks up the plan's migration names in the tenant's migration set.
 pub fn pending<'a>(
@@ -59,6 +60,37 @@ pub fn run(connection: &mut PgConnection, migration: &Migration) -> Result<(), T
     connection
         .batch_execute(&migration.up_sql)
         .map_err(|error| TenantError::new(format!("migration {}", migration.name), error))
+}
+
+/// Runs migrations inside the caller's transaction with `search_path` set
+/// to `schema` and, when `role` is given, as that role, which then owns
+/// what they create. Rejects `run_in_transaction = false` migrations,
+/// since they would share the transaction.
+pub fn run_in_schema(
+    connection: &mut PgConnection,
+    pending: &[&Migration],
+    schema: &str,
+    role: Option<&str>,
+) -> Result<(), TenantError> {
+    if let Some(migration) = pending.iter().find(|m| !m.run_in_transaction) {
+        return Err(TenantError::new(
+            format!("migration {}", migration.name),
+            "run_in_transaction = false is not supported here, because these migrations run in one transaction with their records",
+        ));
+    }
+    let mut setup = format!("SET LOCAL search_path TO {};", quote_ident(schema));
+    if let Some(role) = role {
+        setup.push_str(&format!("SET LOCAL ROLE {};", quote_ident(role)));
+    }
+    connection
+        .batch_execute(&setup)
+        .map_err(|error| TenantError::new(format!("set search_path to {schema}"), error))?;
+    for migration in pending {
+        run(connection, migration)?;
+    }
+    connection
+        .batch_execute("RESET ROLE; RESET search_path")
+        .map_err(|error| TenantError::new("reset role", error))
 }
 
 #[cfg(test)]

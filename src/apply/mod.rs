@@ -1,17 +1,19 @@
 //! Applies a plan: tenants in parallel, each tenant's failure recorded and
 //! kept from stopping the others.
 
+pub mod cache;
 pub mod database;
 pub mod lock;
 pub mod migrate;
 pub mod schema;
+pub mod table;
 pub mod template;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use diesel::PgConnection;
+use diesel::{Connection, PgConnection};
 
 use crate::error::{Error, Result};
 use crate::output::Printer;
@@ -19,6 +21,7 @@ use crate::plan::action::{Action, TenantChange};
 use crate::plan::diff::tenant_config;
 use crate::plan::{Plan, TenantPlan};
 use crate::spec::desired::{Desired, DesiredTenant};
+use crate::spec::model::Isolation;
 use crate::state::catalog::CurrentRole;
 use crate::state::db::{self, PgPool};
 use crate::state::registry::{self, STATUS_FAILED, STATUS_PENDING, STATUS_READY, TenantUpsert};
@@ -32,6 +35,9 @@ pub struct ApplyContext<'a> {
     pub control: PgPool,
     /// Admin pools of the database servers, opened on first use.
     pub server_pools: Mutex<HashMap<String, PgPool>>,
+    /// The Redis pool, or why it cannot be opened, set on first use so
+    /// that an unreachable server is tried once per apply.
+    pub redis: OnceLock<std::result::Result<cache::RedisPool, String>>,
     pub current_role: CurrentRole,
     pub parallelism: u32,
     pub printer: &'a Printer,
@@ -100,9 +106,23 @@ impl ApplyContext<'_> {
     }
 }
 
-/// Applies every tenant plan; returns the counts.
+impl ApplyContext<'_> {
+    /// Returns the Redis pool, opening it on first use.
+    pub fn redis_pool(&self) -> std::result::Result<cache::RedisPool, String> {
+        self.redis.get_or_init(|| cache::open_pool(self)).clone()
+    }
+}
+
+/// Applies the shared tables first, then every tenant plan in parallel;
+/// returns the counts. A failed shared step fails the table tenants only.
 pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
-    let outcome = Mutex::new(Outcome::default());
+    let mut first = Outcome::default();
+    let shared_failure = plan
+        .shared
+        .as_ref()
+        .filter(|shared| !shared.actions.is_empty())
+        .and_then(|shared| run_shared(context, shared, &mut first));
+    let outcome = Mutex::new(first);
     let next = AtomicUsize::new(0);
     let tenants: Vec<&TenantPlan> = plan
         .tenants
@@ -118,7 +138,7 @@ pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
                     let Some(tenant_plan) = tenants.get(index) else {
                         break;
                     };
-                    run_one(context, tenant_plan, &outcome);
+                    run_one(context, tenant_plan, &outcome, shared_failure.as_deref());
                 }
             });
         }
@@ -128,7 +148,75 @@ pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
         .unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
-fn run_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex<Outcome>) {
+/// Applies the shared plan; returns its error, which is also printed,
+/// logged and counted as a failure.
+fn run_shared(
+    context: &ApplyContext<'_>,
+    shared: &crate::plan::action::SharedPlan,
+    outcome: &mut Outcome,
+) -> Option<String> {
+    let span = tracing::info_span!("shared", schema = %shared.schema);
+    let _entered = span.enter();
+    match table::apply_shared(context, shared) {
+        Ok(report) => {
+            context.printer.block(&report);
+            None
+        }
+        Err(error) => {
+            outcome.failed += 1;
+            let message = error.to_string();
+            tracing::info!(error = %message, "shared tables failed");
+            let logged = db::checkout(&context.control)
+                .map_err(|error| error.to_string())
+                .and_then(|mut connection| {
+                    let id = table::shared_log_id(&shared.schema);
+                    registry::log_event(&mut connection, &id, &error.step, Some(&message))
+                        .map_err(|error| error.to_string())
+                });
+            if let Err(log_error) = logged {
+                tracing::error!(error = %log_error, "cannot record the shared tables failure");
+            }
+            context.printer.block(&[format!(
+                "✗ Shared tables in schema '{}' failed: {message}",
+                shared.schema
+            )]);
+            Some(message)
+        }
+    }
+}
+
+/// Runs a tenant's Redis step, then the steps of its isolation type.
+fn provision(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    tenant_plan: &TenantPlan,
+    shared_failure: Option<&str>,
+) -> std::result::Result<(Report, &'static str), TenantError> {
+    if let (Isolation::Table, Some(failure)) = (tenant.isolation, shared_failure) {
+        return Err(TenantError::new(
+            "shared tables",
+            format!("not applied, because the shared tables failed: {failure}"),
+        ));
+    }
+    let acl_line = cache::set_acl_user(context, tenant, tenant_plan)?;
+    let (mut report, status) = match tenant.isolation {
+        Isolation::Database => database::apply(context, tenant, tenant_plan)?,
+        Isolation::Schema => schema::apply(context, tenant, tenant_plan)?,
+        Isolation::Table => table::apply(context, tenant, tenant_plan)?,
+        Isolation::Cache => cache::apply(context, tenant, tenant_plan)?,
+    };
+    if let Some(line) = acl_line {
+        report.insert(report.len().min(1), line);
+    }
+    Ok((report, status))
+}
+
+fn run_one(
+    context: &ApplyContext<'_>,
+    tenant_plan: &TenantPlan,
+    outcome: &Mutex<Outcome>,
+    shared_failure: Option<&str>,
+) {
     let Some(tenant) = context.desired.tenant(&tenant_plan.id) else {
         context.printer.error(&format!(
             "✗ Tenant '{}' is in the plan but not in the spec",
@@ -140,14 +228,7 @@ fn run_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex
     let span = tracing::info_span!("tenant", id = %tenant.id);
     let _entered = span.enter();
     tracing::debug!(actions = tenant_plan.actions.len(), "applying");
-    let result = match tenant.isolation {
-        crate::spec::model::Isolation::Database => database::apply(context, tenant, tenant_plan),
-        crate::spec::model::Isolation::Schema => schema::apply(context, tenant, tenant_plan),
-        other => Err(TenantError::new(
-            "apply",
-            format!("{other} tenants are not supported by this build"),
-        )),
-    };
+    let result = provision(context, tenant, tenant_plan, shared_failure);
     let mut counts = outcome.lock().unwrap_or_else(|p| p.into_inner());
     match result {
         Ok((report, status)) => {
@@ -239,6 +320,13 @@ pub fn is_registry_only(action: &Action) -> bool {
     )
 }
 
+/// Returns whether an action is applied, and its event logged, outside the
+/// steps of the tenant's isolation type: registry-only actions by `finish`,
+/// the Redis ACL user by [`cache::set_acl_user`] before those steps.
+pub fn is_applied_separately(action: &Action) -> bool {
+    is_registry_only(action) || matches!(action, Action::SetAclUser { .. })
+}
+
 /// Appends the event of one action that succeeded.
 pub fn log_action(
     connection: &mut PgConnection,
@@ -279,6 +367,30 @@ fn record_failure(
             tenant.id
         ));
     }
+}
+
+/// Runs a tenant's steps in one transaction on the control database. The
+/// registry record is written first, because migration records refer to it
+/// and `tenantctl.current_tenant` reads a table tenant's role from it, and
+/// finished last with the tenant's status and event log.
+pub fn in_registry_transaction(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    tenant_plan: &TenantPlan,
+    steps: impl FnOnce(&mut PgConnection, &mut Report) -> std::result::Result<(), TenantError>,
+) -> std::result::Result<(Report, &'static str), TenantError> {
+    let mut connection =
+        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
+    let status = final_status(tenant_plan);
+    let mut report = vec![schema::created_line(tenant, tenant_plan)];
+    connection.transaction::<_, TenantError, _>(|connection| {
+        write_record(connection, context, tenant, tenant_plan, status, None)
+            .map_err(|error| TenantError::new("record in registry", error))?;
+        steps(connection, &mut report)?;
+        finish(connection, context, tenant, tenant_plan, status)
+    })?;
+    report.push(schema::ready_line(status, tenant_plan));
+    Ok((report, status))
 }
 
 /// Marks a tenant as ready (or pending) in the registry and logs the events

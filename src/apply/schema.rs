@@ -1,22 +1,22 @@
 //! Provisioning of schema tenants: the schema, its optional role and its
 //! migrations, all in one transaction together with the registry record.
 
+use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 
 use super::{
-    ApplyContext, Report, TenantError, final_status, finish, is_registry_only, log_action, migrate,
-    write_record,
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
+    migrate,
 };
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
-use crate::spec::desired::{DesiredTenant, RoleTarget};
+use crate::spec::desired::{DesiredTenant, RoleTarget, SchemaTarget};
 use crate::sql::{quote_ident, quote_literal, scram_verifier};
 use crate::state::catalog::CurrentRole;
-use crate::state::db;
 use crate::state::registry;
 
-/// Applies a schema tenant's plan.
+/// Applies a schema tenant's plan in one transaction with its registry
+/// record.
 pub fn apply(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
@@ -26,66 +26,99 @@ pub fn apply(
         .schema
         .as_ref()
         .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
-    let mut connection =
-        db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
-    let status = final_status(tenant_plan);
-    let mut report = vec![created_line(tenant, tenant_plan)];
-    connection.transaction::<_, TenantError, _>(|connection| {
-        // The record comes first: migration records refer to it.
-        write_record(connection, context, tenant, tenant_plan, status, None)
-            .map_err(|error| TenantError::new("record in registry", error))?;
-        for action in &tenant_plan.actions {
-            match action {
-                Action::CreateRole { role } => {
-                    create_role(connection, &context.current_role, role_target(schema.role.as_ref(), role)?)?
-                }
-                Action::SetPassword { role } => set_password(connection, role_target(schema.role.as_ref(), role)?)?,
-                Action::AdoptRole { role } => {
-                    ensure_membership(connection, &context.current_role, role)?;
-                    report.push(format!("✓ Role '{role}' adopted (it existed; not recreated)"));
-                }
-                Action::AdoptSchema { schema: name } => {
-                    report.push(format!("✓ Schema '{name}' adopted (it existed; not recreated)"));
-                }
-                Action::CreateSchema { schema: name } => {
-                    execute(connection, "create schema", &format!("CREATE SCHEMA {}", quote_ident(name)))?;
-                    report.push(format!("✓ Schema '{name}' created"));
-                }
-                Action::RestrictSchema { schema: name, role, .. } => restrict_schema(connection, name, role.as_deref())?,
-                Action::RunMigrations { migrations } => {
-                    let set = tenant.migrations.as_ref().ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-                    let pending = migrate::pending(set, migrations)?;
-                    if pending.iter().any(|migration| !migration.run_in_transaction) {
-                        return Err(TenantError::new(
-                            "migrations",
-                            "a migration with run_in_transaction = false cannot run for a schema tenant, whose migrations share one transaction",
-                        ));
-                    }
-                    let schema_path = format!("SET LOCAL search_path TO {}", quote_ident(&schema.name));
-                    execute(connection, "set search_path", &schema_path)?;
-                    if let Some(role) = &schema.role {
-                        execute(connection, "set role", &format!("SET LOCAL ROLE {}", quote_ident(&role.name)))?;
-                    }
-                    for migration in &pending {
-                        migrate::run(connection, migration)?;
-                    }
-                    execute(connection, "reset role", "RESET ROLE; RESET search_path")?;
-                    let applied: Vec<(&str, &str)> =
-                        pending.iter().map(|m| (m.version.as_str(), m.checksum.as_str())).collect();
-                    registry::record_migrations(connection, &tenant.id, &applied)
-                        .map_err(|error| TenantError::new("record migrations", error))?;
-                    report.push("✓ Migrations completed".to_string());
-                }
-                _ => {}
+    in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
+        let declared = schema.role.as_ref();
+        for action in tenant_plan
+            .actions
+            .iter()
+            .filter(|a| !is_applied_separately(a))
+        {
+            let current = &context.current_role;
+            if !apply_role_action(connection, current, declared, action, report)? {
+                apply_schema_action(connection, tenant, schema, action, report)?;
             }
-            if !is_registry_only(action) {
-                log_action(connection, &tenant.id, action)?;
-            }
+            log_action(connection, &tenant.id, action)?;
         }
-        finish(connection, context, tenant, tenant_plan, status)
-    })?;
-    report.push(ready_line(status, tenant_plan));
-    Ok((report, status))
+        Ok(())
+    })
+}
+
+fn apply_schema_action(
+    connection: &mut PgConnection,
+    tenant: &DesiredTenant,
+    schema: &SchemaTarget,
+    action: &Action,
+    report: &mut Report,
+) -> Result<(), TenantError> {
+    match action {
+        Action::AdoptSchema { schema: name } => {
+            report.push(format!(
+                "✓ Schema '{name}' adopted (it existed; not recreated)"
+            ));
+        }
+        Action::CreateSchema { schema: name } => {
+            let sql = format!("CREATE SCHEMA {}", quote_ident(name));
+            execute(connection, "create schema", &sql)?;
+            report.push(format!("✓ Schema '{name}' created"));
+        }
+        Action::RestrictSchema {
+            schema: name, role, ..
+        } => restrict_schema(connection, name, role.as_deref())?,
+        Action::RunMigrations { migrations } => {
+            run_migrations(connection, tenant, schema, migrations)?;
+            report.push("✓ Migrations completed".to_string());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs the tenant's pending migrations in its schema as its role, so the
+/// role owns what they create, and records them.
+fn run_migrations(
+    connection: &mut PgConnection,
+    tenant: &DesiredTenant,
+    schema: &SchemaTarget,
+    names: &[String],
+) -> Result<(), TenantError> {
+    let set = tenant
+        .migrations
+        .as_ref()
+        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+    let pending = migrate::pending(set, names)?;
+    let role = schema.role.as_ref().map(|role| role.name.as_str());
+    migrate::run_in_schema(connection, &pending, &schema.name, role)?;
+    let applied: Vec<(&str, &str)> = pending
+        .iter()
+        .map(|m| (m.version.as_str(), m.checksum.as_str()))
+        .collect();
+    registry::record_migrations(connection, &tenant.id, &applied)
+        .map_err(|error| TenantError::new("record migrations", error))
+}
+
+/// Runs a role action (create, adopt, set password) of the tenant's
+/// declared role; returns false for any other action.
+pub fn apply_role_action(
+    connection: &mut PgConnection,
+    current: &CurrentRole,
+    declared: Option<&RoleTarget>,
+    action: &Action,
+    report: &mut Report,
+) -> Result<bool, TenantError> {
+    match action {
+        Action::CreateRole { role } => {
+            create_role(connection, current, role_target(declared, role)?)?
+        }
+        Action::SetPassword { role } => set_password(connection, role_target(declared, role)?)?,
+        Action::AdoptRole { role } => {
+            ensure_membership(connection, current, role)?;
+            report.push(format!(
+                "✓ Role '{role}' adopted (it existed; not recreated)"
+            ));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn role_target<'a>(

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::apply::lock::ApplyLock;
 use crate::apply::{ApplyContext, Outcome, execute};
@@ -107,7 +107,7 @@ fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()>
             "it was made for control database {}, not {}",
             saved.source.control, now.source.control
         )
-    } else if saved.tenants != now.tenants {
+    } else if saved.tenants != now.tenants || saved.shared != now.shared {
         "the servers or the registry changed since the plan was made".to_string()
     } else {
         return Ok(());
@@ -133,6 +133,7 @@ pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -
         servers: &planned.servers,
         control: control_pool,
         server_pools: Mutex::new(HashMap::new()),
+        redis: OnceLock::new(),
         current_role,
         parallelism: u32::from(parallelism),
         printer,

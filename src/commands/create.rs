@@ -706,7 +706,7 @@ fn provision(
             tenant_plan.defer(|action| matches!(action, Action::RunMigrations { .. }));
         }
     }
-    planned.plan.summary = Plan::summarize(&planned.plan.tenants);
+    planned.plan.summary = Plan::summarize(planned.plan.shared.as_ref(), &planned.plan.tenants);
     let outcome = super::apply::execute_planned(&planned, 2, printer)?;
     lock.release();
     Ok(Created {

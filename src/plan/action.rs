@@ -54,20 +54,34 @@ pub enum Action {
         migrations: Vec<String>,
     },
     /// Enables and forces row-level security on a shared table and creates
-    /// or replaces its tenant policy.
+    /// or replaces its tenant policy; `because` lists what drifted.
     SetPolicy {
         schema: String,
         table: String,
         exists: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        because: Vec<String>,
     },
-    /// Grants a table tenant's role DML on the shared tables and fixes its
-    /// tenant setting.
-    GrantTableRole { role: String, schema: String },
-    /// Creates or resets the Redis ACL user of a tenant.
+    /// Gives a table tenant's role exactly DML on the shared tables that
+    /// have the tenant column, SELECT on the others, USAGE on their schema
+    /// and its tenant setting. `because` lists why an existing role needs it.
+    GrantTableRole {
+        role: String,
+        schema: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        because: Vec<String>,
+    },
+    /// Takes the privileges on the shared tables and the tenant setting away
+    /// from a role a table tenant no longer uses. The role itself is kept.
+    RevokeTableRole { role: String, schema: String },
+    /// Creates or resets the Redis ACL user of a tenant; `because` lists
+    /// how the existing user differs.
     SetAclUser {
         user: String,
         prefix: String,
         exists: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        because: Vec<String>,
     },
     /// Adds the tenant to the registry.
     Register { name: String },
@@ -110,6 +124,13 @@ impl Action {
                     Effect::Change
                 } else {
                     Effect::Add
+                }
+            }
+            Action::GrantTableRole { because, .. } => {
+                if because.is_empty() {
+                    Effect::Add
+                } else {
+                    Effect::Change
                 }
             }
             _ => Effect::Change,
@@ -186,11 +207,27 @@ pub struct PlanSource {
     pub control: String,
 }
 
+/// The work on the shared tables of table tenants, applied once before any
+/// tenant, since the tenants' grants need the tables and their policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPlan {
+    pub schema: String,
+    pub actions: Vec<Action>,
+    /// Tables without the tenant column: every tenant sees all their rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_tables: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
 /// A whole plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: u32,
     pub source: PlanSource,
+    /// Shared tables, when the spec has `[tables]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedPlan>,
     pub tenants: Vec<TenantPlan>,
     pub undeclared: Vec<Undeclared>,
     pub warnings: Vec<String>,
@@ -201,12 +238,18 @@ impl Plan {
     /// Whether applying the plan would change anything.
     pub fn has_changes(&self) -> bool {
         self.tenants.iter().any(|tenant| !tenant.actions.is_empty())
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|shared| !shared.actions.is_empty())
     }
 
     /// Counts the actions by effect.
-    pub fn summarize(tenants: &[TenantPlan]) -> Summary {
+    pub fn summarize(shared: Option<&SharedPlan>, tenants: &[TenantPlan]) -> Summary {
         let mut summary = Summary::default();
-        for action in tenants.iter().flat_map(|tenant| &tenant.actions) {
+        let shared_actions = shared.into_iter().flat_map(|shared| &shared.actions);
+        let tenant_actions = tenants.iter().flat_map(|tenant| &tenant.actions);
+        for action in shared_actions.chain(tenant_actions) {
             match action.effect() {
                 Effect::Add => summary.add += 1,
                 Effect::Change => summary.change += 1,

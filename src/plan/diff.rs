@@ -6,14 +6,17 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use super::action::{
-    Action, PLAN_FORMAT_VERSION, Plan, PlanSource, TenantChange, TenantPlan, Undeclared,
+    Action, PLAN_FORMAT_VERSION, Plan, PlanSource, SharedPlan, TenantChange, TenantPlan, Undeclared,
 };
+use super::shared::{TableRoleCheck, plan_shared};
+use crate::acl::DesiredUser;
 use crate::apply::template;
 use crate::spec::desired::{DatabaseTarget, Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::sql::scram_matches;
-use crate::state::catalog::ServerCatalog;
+use crate::state::catalog::{SchemaInfo, ServerCatalog};
 use crate::state::registry::{self, STATUS_FAILED, STATUS_READY, TenantRecord};
+use crate::state::tables::by_grantee;
 use crate::state::{Actual, Servers, db, server_key};
 
 /// Builds the non-secret configuration the registry keeps for a tenant.
@@ -75,6 +78,15 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
     } = context;
     let selected = |id: &str| only.is_empty() || only.iter().any(|wanted| wanted == id);
     let mut warnings = desired.warnings.clone();
+    let shared = shared_section(desired, actual, &selected);
+    let shared_changes = shared.as_ref().is_some_and(|shared| {
+        shared.actions.iter().any(|action| {
+            matches!(
+                action,
+                Action::CreateSchema { .. } | Action::RunSharedMigrations { .. }
+            )
+        })
+    });
     let mut tenants = Vec::new();
     for tenant in desired.tenants.iter().filter(|tenant| selected(&tenant.id)) {
         let record = actual.registry.tenants.get(&tenant.id);
@@ -84,6 +96,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             actual,
             servers,
             desired,
+            shared_changes,
             actions: Vec::new(),
             notes: Vec::new(),
             blocked: false,
@@ -128,15 +141,62 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             current.name
         ));
     }
-    let summary = Plan::summarize(&tenants);
+    warnings.extend(isolation_warnings(desired, actual, servers));
+    let summary = Plan::summarize(shared.as_ref(), &tenants);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         source,
+        shared,
         tenants,
         undeclared,
         warnings,
         summary,
     }
+}
+
+/// Plans the shared tables when the spec has `[tables]` and the plan covers
+/// a table tenant (every tenant when no `--tenant` filter is given).
+fn shared_section(
+    desired: &Desired,
+    actual: &Actual,
+    selected: &dyn Fn(&str) -> bool,
+) -> Option<SharedPlan> {
+    let (target, state) = (desired.tables.as_ref()?, actual.shared.as_ref()?);
+    let wanted = desired
+        .tenants
+        .iter()
+        .any(|tenant| tenant.isolation == Isolation::Table && selected(&tenant.id));
+    let unfiltered = desired.tenants.iter().all(|tenant| selected(&tenant.id));
+    (wanted || unfiltered).then(|| plan_shared(target, state))
+}
+
+/// Warns about server settings that defeat row-level security or Redis ACL
+/// users.
+fn isolation_warnings(desired: &Desired, actual: &Actual, servers: &Servers) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if desired.tables.is_some()
+        && let Some(current) = &actual.control.current
+        && (current.superuser || current.bypass_rls)
+    {
+        let what = if current.superuser {
+            "is a superuser"
+        } else {
+            "has BYPASSRLS"
+        };
+        warnings.push(format!(
+            "tenantctl connects as role {}, which {what} and so skips every row-level security policy; connect applications as tenant roles or as a role without BYPASSRLS",
+            current.name
+        ));
+    }
+    if let (Some(Ok(state)), Some(target)) = (&actual.redis, &servers.redis)
+        && state.default_user_open()
+    {
+        warnings.push(format!(
+            "the default user of Redis server {} is on with nopass, so every client that reaches the server skips the tenants' ACL users; give it a password (ACL SETUSER default resetpass >PASSWORD) or turn it off",
+            target.display
+        ));
+    }
+    warnings
 }
 
 /// Returns `Create` when the registry does not know the tenant, or when an
@@ -180,6 +240,9 @@ struct TenantPlanner<'a> {
     actual: &'a Actual,
     servers: &'a Servers,
     desired: &'a Desired,
+    /// Whether the shared plan creates the shared schema or runs shared
+    /// migrations, so table tenants' roles need their grants again.
+    shared_changes: bool,
     actions: Vec<Action>,
     notes: Vec<String>,
     /// Set when the tenant's database or schema cannot exist yet, so its
@@ -192,12 +255,14 @@ impl TenantPlanner<'_> {
         match self.tenant.isolation {
             Isolation::Database => self.plan_database(),
             Isolation::Schema => self.plan_schema(),
-            Isolation::Table | Isolation::Cache => {}
+            Isolation::Table => self.plan_table(),
+            Isolation::Cache => {}
         }
         if !self.blocked {
             self.plan_migrations();
         }
         self.keep_template_with_migrations();
+        self.plan_cache();
         self.plan_registry();
         if let Some(record) = self.record
             && record.status == STATUS_FAILED
@@ -371,12 +436,7 @@ impl TenantPlanner<'_> {
         let role_name = schema.role.as_ref().map(|role| role.name.clone());
         let needs_restrict = match existing {
             None => true,
-            Some(info) => {
-                info.public_access
-                    || self.record.is_none_or(|record| {
-                        record.config.get("role").and_then(|v| v.as_str()) != role_name.as_deref()
-                    })
-            }
+            Some(info) => self.schema_access_drifted(info, role_name.as_deref()),
         };
         if needs_restrict {
             self.actions.push(Action::RestrictSchema {
@@ -385,6 +445,139 @@ impl TenantPlanner<'_> {
                 repair: existing.is_some(),
             });
         }
+    }
+
+    /// Returns whether an existing schema's privileges differ from what
+    /// RestrictSchema sets: nothing for PUBLIC, USAGE and CREATE for the
+    /// tenant's role. Notes other roles' privileges, which apply keeps.
+    fn schema_access_drifted(&mut self, info: &SchemaInfo, role: Option<&str>) -> bool {
+        let grants = by_grantee(info.grants.clone());
+        let role_lacks_access = role.is_some_and(|role| {
+            grants.get(role).is_none_or(|privileges| {
+                !(privileges.iter().any(|p| p == "USAGE")
+                    && privileges.iter().any(|p| p == "CREATE"))
+            })
+        });
+        let others = grants.keys().filter(|grantee| {
+            **grantee != info.owner
+                && grantee.as_str() != "PUBLIC"
+                && Some(grantee.as_str()) != role
+        });
+        for grantee in others {
+            self.notes.push(format!(
+                "role \"{grantee}\" holds privileges on schema \"{}\"; tenantctl does not revoke grants it did not make",
+                info.name
+            ));
+        }
+        let registered_role = self
+            .record
+            .and_then(|record| record.config.get("role"))
+            .and_then(|value| value.as_str());
+        info.public_access || role_lacks_access || self.record.is_none() || registered_role != role
+    }
+
+    fn plan_table(&mut self) {
+        let Some(Ok(catalog)) = self.actual.servers.get(&self.servers.control_key) else {
+            return;
+        };
+        self.plan_role_revocation(catalog);
+        let (Some(target), Some(role)) = (&self.desired.tables, &self.tenant.role) else {
+            return;
+        };
+        self.plan_role(role, catalog);
+        let because = match (catalog.roles.get(&role.name), &self.actual.shared) {
+            (Some(info), Some(state)) => {
+                let check = TableRoleCheck {
+                    target,
+                    state,
+                    tenant_id: &self.tenant.id,
+                    role: info,
+                    shared_changes: self.shared_changes,
+                };
+                let (because, notes) = check.drift();
+                self.notes.extend(notes);
+                if because.is_empty() {
+                    return;
+                }
+                because
+            }
+            _ => Vec::new(),
+        };
+        self.actions.push(Action::GrantTableRole {
+            role: role.name.clone(),
+            schema: target.schema.clone(),
+            because,
+        });
+    }
+
+    /// Plans taking the shared tables away from the role the registry
+    /// records for this table tenant when the spec names another role or
+    /// none. Otherwise that role would keep its grants while
+    /// `tenantctl.current_tenant` no longer ties it to the tenant, and it
+    /// could read any tenant's rows by setting the tenant setting.
+    fn plan_role_revocation(&mut self, catalog: &ServerCatalog) {
+        let Some(record) = self.record else {
+            return;
+        };
+        let recorded = |key: &str| record.config.get(key).and_then(|value| value.as_str());
+        let (Some(old_role), Some(schema)) = (recorded("role"), recorded("schema")) else {
+            return;
+        };
+        let taken = self.desired.tenants.iter().any(|tenant| {
+            tenant.isolation == Isolation::Table
+                && tenant
+                    .role
+                    .as_ref()
+                    .is_some_and(|role| role.name == old_role)
+        });
+        if taken || !catalog.roles.contains_key(old_role) {
+            return;
+        }
+        self.actions.push(Action::RevokeTableRole {
+            role: old_role.to_string(),
+            schema: schema.to_string(),
+        });
+    }
+
+    fn plan_cache(&mut self) {
+        let Some(cache) = &self.tenant.cache else {
+            return;
+        };
+        let Some(user) = &cache.acl_user else {
+            return;
+        };
+        let Some(password) = &user.password else {
+            return;
+        };
+        let desired = DesiredUser {
+            name: &user.name,
+            prefix: &cache.prefix,
+            password,
+        };
+        let (exists, because) = match &self.actual.redis {
+            None => return,
+            Some(Err(error)) => {
+                self.notes
+                    .push(format!("{error}; apply will try again to set the ACL user"));
+                (false, Vec::new())
+            }
+            Some(Ok(state)) => match state.users.get(&user.name) {
+                None => (false, Vec::new()),
+                Some(live) => {
+                    let because = desired.differences(live, &state.commands);
+                    if because.is_empty() {
+                        return;
+                    }
+                    (true, because)
+                }
+            },
+        };
+        self.actions.push(Action::SetAclUser {
+            user: user.name.clone(),
+            prefix: cache.prefix.clone(),
+            exists,
+            because,
+        });
     }
 
     fn plan_migrations(&mut self) {
@@ -407,29 +600,7 @@ impl TenantPlanner<'_> {
                 _ => Vec::new(),
             },
         };
-        let applied_versions: HashSet<&str> = applied
-            .iter()
-            .map(|(version, _)| version.as_str())
-            .collect();
-        for (version, checksum) in &applied {
-            match set.get(version) {
-                Some(migration) if &migration.checksum != checksum => self.notes.push(format!(
-                    "migration {version} was changed after it was applied ({}); it is not run again",
-                    migration.path.join("up.sql").display()
-                )),
-                None => self.notes.push(format!(
-                    "migration {version} is recorded as applied but is missing from {}",
-                    set.dir.display()
-                )),
-                _ => {}
-            }
-        }
-        let pending: Vec<String> = set
-            .migrations
-            .iter()
-            .filter(|migration| !applied_versions.contains(migration.version.as_str()))
-            .map(|migration| migration.name.clone())
-            .collect();
+        let pending = pending_migrations(set, &applied, "migration", &mut self.notes);
         if !pending.is_empty() {
             self.actions.push(Action::RunMigrations {
                 migrations: pending,
@@ -470,6 +641,39 @@ impl TenantPlanner<'_> {
             }
         }
     }
+}
+
+/// Returns the names of the migrations of `set` that `applied` (version,
+/// checksum) lacks, in version order. Adds a note, naming the migration as
+/// `kind`, for each applied migration that was changed or removed since.
+pub fn pending_migrations(
+    set: &crate::migrations::MigrationSet,
+    applied: &[(String, String)],
+    kind: &str,
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    for (version, checksum) in applied {
+        match set.get(version) {
+            Some(migration) if &migration.checksum != checksum => notes.push(format!(
+                "{kind} {version} was changed after it was applied ({}); it is not run again",
+                migration.path.join("up.sql").display()
+            )),
+            None => notes.push(format!(
+                "{kind} {version} is recorded as applied but is missing from {}",
+                set.dir.display()
+            )),
+            _ => {}
+        }
+    }
+    let applied_versions: HashSet<&str> = applied
+        .iter()
+        .map(|(version, _)| version.as_str())
+        .collect();
+    set.migrations
+        .iter()
+        .filter(|migration| !applied_versions.contains(migration.version.as_str()))
+        .map(|migration| migration.name.clone())
+        .collect()
 }
 
 /// Lists `key: old -> new` for every configuration key that differs.

@@ -3,5 +3,6 @@
 pub mod action;
 pub mod diff;
 pub mod render;
+pub mod shared;
 
 pub use action::{Action, Plan, TenantPlan};

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::action::{Action, Effect, Plan, TenantChange};
+use super::action::{Action, Effect, Plan, SharedPlan, TenantChange};
 
 fn sign(action: &Action) -> &'static str {
     match action {
@@ -54,24 +54,52 @@ pub fn describe(action: &Action) -> String {
         Action::RunMigrations { migrations } => describe_migrations(migrations),
         Action::RunSharedMigrations { schema, migrations } => {
             format!(
-                "shared tables in \"{schema}\": {}",
+                "shared tables in \"{schema}\": {}, then row-level security on every table with the tenant column",
                 describe_migrations(migrations)
             )
         }
-        Action::SetPolicy { schema, table, .. } => {
-            format!("row-level security policy on \"{schema}\".\"{table}\"")
-        }
-        Action::GrantTableRole { role, schema } => {
-            format!("DML on shared tables in \"{schema}\" for \"{role}\", tenant setting fixed")
-        }
-        Action::SetAclUser { user, prefix, .. } => {
-            format!("Redis ACL user \"{user}\" limited to keys \"{prefix}*\", password (sensitive)")
-        }
+        Action::SetPolicy {
+            schema,
+            table,
+            because,
+            ..
+        } => format!(
+            "row-level security policy on \"{schema}\".\"{table}\"{}",
+            describe_because(because)
+        ),
+        Action::GrantTableRole {
+            role,
+            schema,
+            because,
+        } => format!(
+            "DML on shared tables in \"{schema}\" for \"{role}\", tenant setting fixed{}",
+            describe_because(because)
+        ),
+        Action::RevokeTableRole { role, schema } => format!(
+            "privileges on shared tables in \"{schema}\" and tenant setting revoked from \"{role}\", which the tenant no longer uses (the role is kept)"
+        ),
+        Action::SetAclUser {
+            user,
+            prefix,
+            because,
+            ..
+        } => format!(
+            "Redis ACL user \"{user}\" limited to keys and channels \"{prefix}*\", password (sensitive){}",
+            describe_because(because)
+        ),
         Action::Register { name } => format!("registry record (name \"{name}\")"),
         Action::UpdateName { from, to } => format!("name: \"{from}\" -> \"{to}\""),
         Action::UpdateConfig { changes } => format!("config: {}", changes.join(", ")),
         Action::UpdateProtection { to } => format!("deletion_protection: {} -> {to}", !to),
         Action::MarkReady { from } => format!("status: {from} -> ready"),
+    }
+}
+
+fn describe_because(because: &[String]) -> String {
+    if because.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", because.join("; "))
     }
 }
 
@@ -91,6 +119,9 @@ pub fn to_text(plan: &Plan) -> String {
     }
     if !plan.warnings.is_empty() {
         out.push('\n');
+    }
+    if let Some(shared) = &plan.shared {
+        write_shared(&mut out, shared);
     }
     for tenant in &plan.tenants {
         let verb = match (tenant.change, tenant.actions.is_empty()) {
@@ -132,6 +163,41 @@ pub fn to_text(plan: &Plan) -> String {
         let _ = writeln!(out, "No changes. Tenants are up to date.");
     }
     out
+}
+
+fn write_shared(out: &mut String, shared: &SharedPlan) {
+    if shared.actions.is_empty() && shared.shared_tables.is_empty() && shared.notes.is_empty() {
+        return;
+    }
+    let verb = if shared.actions.is_empty() {
+        "are up to date"
+    } else {
+        "will be updated"
+    };
+    let _ = writeln!(
+        out,
+        "  # shared tables in schema \"{}\" {verb}",
+        shared.schema
+    );
+    for action in &shared.actions {
+        let _ = writeln!(out, "  {} {}", sign(action), describe(action));
+    }
+    if !shared.shared_tables.is_empty() {
+        let tables: Vec<String> = shared
+            .shared_tables
+            .iter()
+            .map(|table| format!("\"{table}\""))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  = shared by all tenants (no tenant column): {}",
+            tables.join(", ")
+        );
+    }
+    for note in &shared.notes {
+        let _ = writeln!(out, "  ! {note}");
+    }
+    out.push('\n');
 }
 
 /// Renders the plan as pretty JSON.

@@ -31,6 +31,10 @@ pub struct SchemaInfo {
     /// Whether PUBLIC holds any privilege on the schema.
     #[diesel(sql_type = Bool)]
     pub public_access: bool,
+    /// Privileges as `grantee=PRIVILEGE` (`PUBLIC` for everyone); group
+    /// them with [`crate::state::tables::by_grantee`].
+    #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+    pub grants: Vec<String>,
 }
 
 /// A database and its owner.
@@ -166,11 +170,12 @@ struct Membership {
 
 /// Reads the schemas of the control database and the connecting role's rights.
 pub fn read_control(connection: &mut PgConnection) -> Result<ControlCatalog> {
-    let schemas: Vec<SchemaInfo> = diesel::sql_query(
+    let schemas: Vec<SchemaInfo> = diesel::sql_query(format!(
         "SELECT n.nspname::text AS name, pg_get_userbyid(n.nspowner)::text AS owner, \
-         EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = 0) AS public_access \
-         FROM pg_namespace n",
-    )
+         EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = 0) AS public_access, \
+         {} AS grants FROM pg_namespace n",
+        crate::state::tables::grants_of("n.nspacl")
+    ))
     .load(connection)
     .map_err(Error::query("cannot read pg_namespace"))?;
     let current: CurrentRole = diesel::sql_query(

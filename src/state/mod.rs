@@ -2,7 +2,9 @@
 
 pub mod catalog;
 pub mod db;
+pub mod redis;
 pub mod registry;
+pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +34,8 @@ pub struct Servers {
     pub control_key: String,
     pub control_url: String,
     pub by_key: BTreeMap<String, Server>,
+    /// The Redis server, when a tenant has a Redis ACL user.
+    pub redis: Option<redis::RedisTarget>,
 }
 
 impl Servers {
@@ -83,6 +87,7 @@ impl Servers {
             control_key,
             control_url: control_url.to_string(),
             by_key,
+            redis: redis::RedisTarget::resolve(desired)?,
         })
     }
 
@@ -118,6 +123,11 @@ pub struct Actual {
     /// Catalog of each server, keyed like [`Servers::by_key`]; a server that
     /// could not be reached has an error instead.
     pub servers: HashMap<String, std::result::Result<catalog::ServerCatalog, String>>,
+    /// The shared tables of table tenants, when the spec has `[tables]`.
+    pub shared: Option<tables::SharedState>,
+    /// ACL users and commands of the Redis server, or why they could not be
+    /// read; None when no tenant has a Redis ACL user.
+    pub redis: Option<std::result::Result<redis::RedisState, String>>,
 }
 
 /// Reads the actual state in bulk: a fixed number of queries per server.
@@ -216,10 +226,18 @@ fn read_actual(
         server_catalogs.insert(key.clone(), Ok(catalog::read_server(&mut connection)?));
     }
 
+    let shared = match &desired.tables {
+        Some(target) => Some(tables::read(control, target)?),
+        None => None,
+    };
+    let redis = servers.redis.as_ref().map(redis::read);
+
     Ok(Actual {
         registry: registry_state,
         applied_details,
         control: control_catalog,
         servers: server_catalogs,
+        shared,
+        redis,
     })
 }

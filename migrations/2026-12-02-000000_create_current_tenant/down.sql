@@ -1,0 +1,2 @@
+DROP INDEX tenantctl.tenants_table_role;
+DROP FUNCTION tenantctl.current_tenant(text);
