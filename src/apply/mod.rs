@@ -384,10 +384,12 @@ pub fn in_registry_transaction(
     let status = final_status(tenant_plan);
     let mut report = vec![schema::created_line(tenant, tenant_plan)];
     connection.transaction::<_, TenantError, _>(|connection| {
+        // The record already has its final status: it commits only if
+        // every step succeeds, so it is not written a second time.
         write_record(connection, context, tenant, tenant_plan, status, None)
             .map_err(|error| TenantError::new("record in registry", error))?;
         steps(connection, &mut report)?;
-        finish(connection, context, tenant, tenant_plan, status)
+        log_registry_actions(connection, tenant_plan)
     })?;
     report.push(schema::ready_line(status, tenant_plan));
     Ok((report, status))
@@ -404,8 +406,16 @@ pub fn finish(
 ) -> std::result::Result<(), TenantError> {
     write_record(connection, context, tenant, tenant_plan, status, None)
         .map_err(|error| TenantError::new("record in registry", error))?;
+    log_registry_actions(connection, tenant_plan)
+}
+
+/// Logs the events of a tenant's registry-only actions.
+fn log_registry_actions(
+    connection: &mut PgConnection,
+    tenant_plan: &TenantPlan,
+) -> std::result::Result<(), TenantError> {
     for action in tenant_plan.actions.iter().filter(|a| is_registry_only(a)) {
-        log_action(connection, &tenant.id, action)?;
+        log_action(connection, &tenant_plan.id, action)?;
     }
     Ok(())
 }
