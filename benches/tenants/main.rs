@@ -249,20 +249,9 @@ impl Bench {
         let spec = self.path("schemas.toml");
         work::schema_spec(&spec, &ids, &self.migrations.base)?;
         let floor_sql = self.path("floor-create.sql");
-        work::floor_create(&floor_sql, &ids, &self.migrations.base_sql)?;
+        work::floor_sql(&floor_sql, &ids, &self.migrations.base_sql, true)?;
 
-        let mut section = Section::new(
-            format!("Create {count} schema tenants"),
-            &[
-                "round",
-                "contender",
-                "time",
-                "per tenant",
-                "ratio to the floor before",
-                "peak RSS",
-                "statements",
-            ],
-        );
+        let mut section = Section::new(format!("Create {count} schema tenants"), COMPARED);
         let mut kept = Vec::new();
         let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 1..=self.args.rounds {
@@ -271,29 +260,14 @@ impl Bench {
                 self.server.create_database(&floor_db)?;
                 eprintln!("create: round {round}, floor");
                 let floor = self.floor(&floor_db, &floor_sql)?;
-                section.row(vec![
-                    round.to_string(),
-                    "floor (psql)".into(),
-                    seconds(floor),
-                    per_tenant(floor, count),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                ]);
+                floor_row(&mut section, round, floor, count);
                 let control = self.name("c");
                 self.server.create_database(&control)?;
                 eprintln!("create: round {round}, tenantctl {}", describe(parallelism));
                 let run = self.apply(&control, &spec, parallelism, count)?;
                 ratios[slot].push(run.seconds / floor);
-                section.row(vec![
-                    round.to_string(),
-                    format!("tenantctl {}", describe(parallelism)),
-                    seconds(run.seconds),
-                    per_tenant(run.seconds, count),
-                    ratio(run.seconds / floor),
-                    mebibytes(run.peak_kib),
-                    statements(&run),
-                ]);
+                let label = format!("tenantctl {}", describe(parallelism));
+                tool_row(&mut section, round, &label, &run, count, Some(floor));
                 kept.push(Kept {
                     floor: floor_db,
                     control,
@@ -328,33 +302,17 @@ impl Bench {
         let spec = self.path("schemas-next.toml");
         work::schema_spec(&spec, &ids, &self.migrations.full)?;
         let floor_sql = self.path("floor-migrate.sql");
-        work::floor_migrate(&floor_sql, &ids, &self.migrations.next_sql)?;
+        work::floor_sql(&floor_sql, &ids, &self.migrations.next_sql, false)?;
 
         let mut section = Section::new(
             format!("Migrate {count} schema tenants: one new migration, then nothing to apply"),
-            &[
-                "run",
-                "contender",
-                "time",
-                "per tenant",
-                "ratio to the floor before",
-                "peak RSS",
-                "statements",
-            ],
+            COMPARED,
         );
         let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for (index, kept) in kept.iter().enumerate() {
             eprintln!("migrate: run {}, floor", index + 1);
             let floor = self.floor(&kept.floor, &floor_sql)?;
-            section.row(vec![
-                (index + 1).to_string(),
-                "floor (psql)".into(),
-                seconds(floor),
-                per_tenant(floor, count),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]);
+            floor_row(&mut section, index + 1, floor, count);
             eprintln!(
                 "migrate: run {}, tenantctl {}",
                 index + 1,
@@ -363,30 +321,16 @@ impl Bench {
             let run = self.apply(&kept.control, &spec, kept.parallelism, count)?;
             let slot = usize::from(kept.parallelism != Some(1));
             ratios[slot].push(run.seconds / floor);
-            section.row(vec![
-                (index + 1).to_string(),
-                format!("tenantctl {}", describe(kept.parallelism)),
-                seconds(run.seconds),
-                per_tenant(run.seconds, count),
-                ratio(run.seconds / floor),
-                mebibytes(run.peak_kib),
-                statements(&run),
-            ]);
+            let label = format!("tenantctl {}", describe(kept.parallelism));
+            tool_row(&mut section, index + 1, &label, &run, count, Some(floor));
         }
         let mut noop = Vec::new();
         for (index, kept) in kept.iter().enumerate() {
             eprintln!("migrate: run {}, nothing to apply", index + 1);
             let run = self.apply(&kept.control, &spec, self.args.parallelism, 0)?;
             noop.push(run.seconds * 1000.0 / count as f64);
-            section.row(vec![
-                (index + 1).to_string(),
-                "tenantctl, nothing to apply".into(),
-                seconds(run.seconds),
-                per_tenant(run.seconds, count),
-                "-".into(),
-                mebibytes(run.peak_kib),
-                statements(&run),
-            ]);
+            let label = "tenantctl, nothing to apply";
+            tool_row(&mut section, index + 1, label, &run, count, None);
         }
         section.notes.push(
             "The floor runs the new migration in each schema, one transaction per schema, in one psql session."
@@ -699,6 +643,49 @@ fn describe(parallelism: Option<u16>) -> String {
         Some(value) => format!("--parallelism {value}"),
         None => "default parallelism".to_string(),
     }
+}
+
+/// Columns of a section that compares tenantctl with the floor.
+const COMPARED: &[&str] = &[
+    "run",
+    "contender",
+    "time",
+    "per tenant",
+    "ratio to the floor before",
+    "peak RSS",
+    "statements",
+];
+
+fn floor_row(section: &mut Section, run: usize, seconds_taken: f64, tenants: usize) {
+    section.row(vec![
+        run.to_string(),
+        "floor (psql)".into(),
+        seconds(seconds_taken),
+        per_tenant(seconds_taken, tenants),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+    ]);
+}
+
+/// Adds a tenantctl run, with its ratio to the floor run before it if any.
+fn tool_row(
+    section: &mut Section,
+    number: usize,
+    label: &str,
+    run: &Run,
+    tenants: usize,
+    floor: Option<f64>,
+) {
+    section.row(vec![
+        number.to_string(),
+        label.to_string(),
+        seconds(run.seconds),
+        per_tenant(run.seconds, tenants),
+        floor.map_or("-".into(), |floor| ratio(run.seconds / floor)),
+        mebibytes(run.peak_kib),
+        statements(run),
+    ]);
 }
 
 fn statements(run: &Run) -> String {

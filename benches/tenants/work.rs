@@ -206,30 +206,22 @@ pub fn database_spec(
     write(path, &text)
 }
 
-/// Writes the floor of creating schema tenants: per schema one transaction
-/// that creates it and runs every migration in it.
-pub fn floor_create(path: &Path, ids: &[String], migrations: &[PathBuf]) -> Result<(), String> {
+/// Writes the floor of schema tenants: per schema one transaction that runs
+/// the migrations in it, after creating it when `create` is set.
+pub fn floor_sql(
+    path: &Path,
+    ids: &[String],
+    migrations: &[PathBuf],
+    create: bool,
+) -> Result<(), String> {
     let all = concatenate(migrations)?;
     let mut text = String::with_capacity(ids.len() * (all.len() + 100));
     for id in ids {
-        let _ = write!(
-            text,
-            "BEGIN;\nCREATE SCHEMA {id};\nSET LOCAL search_path TO {id};\n{all}COMMIT;\n"
-        );
-    }
-    write(path, &text)
-}
-
-/// Writes the floor of a migration run: per schema one transaction that runs
-/// the new migrations in it.
-pub fn floor_migrate(path: &Path, ids: &[String], migrations: &[PathBuf]) -> Result<(), String> {
-    let all = concatenate(migrations)?;
-    let mut text = String::with_capacity(ids.len() * (all.len() + 60));
-    for id in ids {
-        let _ = write!(
-            text,
-            "BEGIN;\nSET LOCAL search_path TO {id};\n{all}COMMIT;\n"
-        );
+        text.push_str("BEGIN;\n");
+        if create {
+            let _ = writeln!(text, "CREATE SCHEMA {id};");
+        }
+        let _ = write!(text, "SET LOCAL search_path TO {id};\n{all}COMMIT;\n");
     }
     write(path, &text)
 }
