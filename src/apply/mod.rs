@@ -389,7 +389,17 @@ pub fn in_registry_transaction(
         write_record(connection, context, tenant, tenant_plan, status, None)
             .map_err(|error| TenantError::new("record in registry", error))?;
         steps(connection, &mut report)?;
-        log_registry_actions(connection, tenant_plan)
+        // One statement logs every event: the steps' actions, then the
+        // registry-only ones, in plan order.
+        let events: Vec<String> = tenant_plan
+            .actions
+            .iter()
+            .filter(|action| !is_applied_separately(action))
+            .chain(tenant_plan.actions.iter().filter(|a| is_registry_only(a)))
+            .map(crate::plan::render::describe)
+            .collect();
+        registry::log_events(connection, &tenant_plan.id, &events)
+            .map_err(|error| TenantError::new("record in registry", error))
     })?;
     report.push(schema::ready_line(status, tenant_plan));
     Ok((report, status))
@@ -406,16 +416,8 @@ pub fn finish(
 ) -> std::result::Result<(), TenantError> {
     write_record(connection, context, tenant, tenant_plan, status, None)
         .map_err(|error| TenantError::new("record in registry", error))?;
-    log_registry_actions(connection, tenant_plan)
-}
-
-/// Logs the events of a tenant's registry-only actions.
-fn log_registry_actions(
-    connection: &mut PgConnection,
-    tenant_plan: &TenantPlan,
-) -> std::result::Result<(), TenantError> {
     for action in tenant_plan.actions.iter().filter(|a| is_registry_only(a)) {
-        log_action(connection, &tenant_plan.id, action)?;
+        log_action(connection, &tenant.id, action)?;
     }
     Ok(())
 }

@@ -5,8 +5,7 @@ use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
 
 use super::{
-    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
-    migrate,
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, migrate,
 };
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
@@ -37,7 +36,6 @@ pub fn apply(
             if !apply_role_action(connection, current, declared, action, report)? {
                 apply_schema_action(connection, tenant, schema, action, report)?;
             }
-            log_action(connection, &tenant.id, action)?;
         }
         Ok(())
     })

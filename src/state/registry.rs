@@ -356,6 +356,27 @@ pub fn log_event(
         .map(|_| ())
 }
 
+/// Appends successful events of one tenant, in order, with one statement.
+pub fn log_events(connection: &mut PgConnection, id: &str, actions: &[String]) -> QueryResult<()> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = actions
+        .iter()
+        .map(|action| {
+            (
+                events::tenant_id.eq(id),
+                events::action.eq(action),
+                events::outcome.eq("ok"),
+            )
+        })
+        .collect();
+    diesel::insert_into(events::table)
+        .values(rows)
+        .execute(connection)
+        .map(|_| ())
+}
+
 /// Reads the newest events of a tenant, newest first.
 pub fn recent_events(
     connection: &mut PgConnection,
