@@ -98,6 +98,12 @@ pub struct PlanArgs {
     #[arg(long = "tenant", value_name = "ID")]
     pub tenants: Vec<String>,
 
+    /// Also compare each database tenant's own migration table
+    /// (tenantctl.migrations) with the registry. It opens one connection
+    /// per database tenant. Without it, plan trusts the registry.
+    #[arg(long)]
+    pub refresh: bool,
+
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
     pub no_input: bool,
@@ -106,7 +112,7 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A plan saved with `plan --out`; applies exactly that plan.
-    #[arg(value_name = "PLAN", conflicts_with_all = ["tenants"])]
+    #[arg(value_name = "PLAN", conflicts_with_all = ["tenants", "refresh"])]
     pub plan: Option<PathBuf>,
 
     #[command(flatten)]
@@ -123,6 +129,12 @@ pub struct ApplyArgs {
     /// Apply only this tenant (repeatable).
     #[arg(long = "tenant", value_name = "ID")]
     pub tenants: Vec<String>,
+
+    /// Plan as `plan --refresh` does: compare each database tenant's own
+    /// migration table with the registry. A saved plan keeps the setting
+    /// it was made with.
+    #[arg(long)]
+    pub refresh: bool,
 
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
@@ -192,6 +204,18 @@ pub struct CreateArgs {
     /// Redis key prefix of a cache tenant (default: `<ID>:`).
     #[arg(long, value_name = "PREFIX")]
     pub cache_prefix: Option<String>,
+
+    /// Whether a cache tenant gets a Redis ACL user limited to its prefix
+    /// (yes or no). The user is named like the tenant and needs a password.
+    #[arg(long, value_name = "yes|no", num_args = 0..=1, require_equals = true,
+          default_missing_value = "yes", value_parser = parse_yes_no)]
+    pub acl_user: Option<bool>,
+
+    /// Environment variable that contains the Redis ACL user's password;
+    /// the spec refers to it by name. Without a terminal the password is
+    /// read from it. Default: <ID>_REDIS_PASSWORD in capitals.
+    #[arg(long, value_name = "VAR")]
+    pub cache_password_env: Option<String>,
 
     /// Whether to run the tenant's migrations now (yes or no); with no they
     /// stay pending until a later apply.

@@ -349,6 +349,7 @@ fn lifecycle_of_schema_and_database_tenants() {
     );
     check_provisioned(&env, &alpha, &delta, 3);
     step(&["plan", "-f", "tenants.toml", "--detailed-exitcode"], 0);
+    check_refresh(&env, &delta, &password);
 
     // A saved plan goes stale when the control URL or the spec changes.
     step(&["plan", "-f", "tenants.toml", "--out", "second.plan"], 0);
@@ -550,6 +551,112 @@ fn check_provisioned(env: &TestEnv, schema: &str, database_tenant: &str, migrati
         "SELECT tableowner FROM pg_tables WHERE tablename = 'projects'",
     );
     assert_eq!(table_owner, owner, "migrations must run as the tenant role");
+}
+
+/// Edits a migrated database tenant's own `tenantctl.migrations` behind the
+/// registry's back: `plan --refresh` reports both differences and a plain
+/// plan none. A version the registry lost is recorded again by apply
+/// without running it, since running the third migration twice would fail.
+fn check_refresh(env: &TestEnv, tenant: &str, password: &str) {
+    let database = format!("{tenant}_db");
+    let (second, third) = ("2024-01-02-000000", "2024-01-03-000000");
+    env.psql_db(
+        &database,
+        &format!(
+            "DELETE FROM tenantctl.migrations WHERE version = '{second}'; \
+             INSERT INTO tenantctl.migrations (version, checksum) VALUES ('2099-01-01-000000', 'fake')"
+        ),
+    );
+    let plain = tenantctl(
+        env,
+        &["plan", "-f", "tenants.toml", "--detailed-exitcode"],
+        password,
+    );
+    assert_code(&plain, 0);
+    assert_eq!(plain.stdout, "No changes. Tenants are up to date.\n");
+
+    let refreshed = tenantctl(env, &["plan", "-f", "tenants.toml", "--refresh"], password);
+    assert_code(&refreshed, 0);
+    let notes = [
+        format!(
+            "  # tenant \"{tenant}\" (database) has notes\n  ! migration 2099-01-01-000000 is in tenantctl.migrations of database \"{database}\" but neither in the registry nor among the tenant's migrations; apply leaves it as it is\n"
+        ),
+        format!(
+            "  ! drift: the registry records migration {second} for tenant \"{tenant}\", but tenantctl.migrations of database \"{database}\" lacks it; apply does not run it again"
+        ),
+        "No changes. Tenants are up to date.\n".to_string(),
+    ];
+    for note in &notes {
+        assert!(
+            refreshed.stdout.contains(note),
+            "missing {note:?} in\n{}",
+            refreshed.stdout
+        );
+    }
+    assert_eq!(
+        refreshed.stdout.matches("  ! ").count(),
+        2,
+        "{}",
+        refreshed.stdout
+    );
+
+    env.psql(&format!(
+        "DELETE FROM tenantctl.tenant_migrations WHERE tenant_id = {} AND version = '{third}'",
+        quote_literal(tenant)
+    ));
+    let lost = tenantctl(
+        env,
+        &[
+            "plan",
+            "-f",
+            "tenants.toml",
+            "--refresh",
+            "--out",
+            "refresh.plan",
+        ],
+        password,
+    );
+    let recorded_again = format!(
+        "  ! migration {third} is in tenantctl.migrations of database \"{database}\" but not in the registry; apply records it without running it again"
+    );
+    assert!(lost.stdout.contains(&recorded_again), "{}", lost.stdout);
+    assert!(
+        lost.stdout.contains(&format!("+ 1 migration ({third}_")),
+        "{}",
+        lost.stdout
+    );
+    // The saved plan keeps --refresh, so apply reads the same notes again
+    // and does not find the plan stale.
+    let applied = tenantctl(env, &["apply", "refresh.plan"], password);
+    assert_code(&applied, 0);
+    assert!(
+        applied
+            .stdout
+            .contains("Apply complete: 0 created, 1 changed, 0 failed."),
+        "{}",
+        applied.stdout
+    );
+
+    // Both records agree again once the edits are undone.
+    let checksum = env.psql(&format!(
+        "SELECT checksum FROM tenantctl.tenant_migrations WHERE tenant_id = {} AND version = '{second}'",
+        quote_literal(tenant)
+    ));
+    env.psql_db(
+        &database,
+        &format!(
+            "DELETE FROM tenantctl.migrations WHERE version = '2099-01-01-000000'; \
+             INSERT INTO tenantctl.migrations (version, checksum) VALUES ('{second}', {})",
+            quote_literal(&checksum)
+        ),
+    );
+    let after = tenantctl(
+        env,
+        &["apply", "-f", "tenants.toml", "--refresh", "--auto-approve"],
+        password,
+    );
+    assert_code(&after, 0);
+    assert_eq!(after.stdout, "No changes. Tenants are up to date.\n");
 }
 
 /// Checks that the event log has one row per planned action.

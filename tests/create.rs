@@ -16,6 +16,7 @@ use support::{TestEnv, quote_literal};
 const TIMEOUT_MS: u64 = 30_000;
 
 const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/app/migrations");
+const SHARED_MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shared/migrations");
 
 /// A tenantctl run on a pseudo-terminal. Terminal echo is turned on before
 /// the first answer, so the transcript shows answers as a person sees them
@@ -339,12 +340,17 @@ fn schema_tenant_yaml_migrations_deferred() {
     );
 }
 
+/// A cache tenant with a Redis ACL user, created on a terminal, and a table
+/// tenant, created from flags, are ready, and a plan of each finds nothing
+/// left to do.
 #[test]
-fn table_and_cache_tenant_dialogues() {
+fn cache_and_table_tenants_ready() {
     let env = TestEnv::new();
     let acme = env.id("acme");
     let shared = env.id("shared");
     let cache = env.id("cache");
+    let password = "r3dis-Pa55!word";
+    let password_env = format!("{}_REDIS_PASSWORD", cache.to_uppercase());
     let spec = toml_spec(&env, &acme, "");
     let before = read(&spec);
 
@@ -363,50 +369,80 @@ fn table_and_cache_tenant_dialogues() {
     terminal.answer("Enter cache key prefix (default: ", "no colon");
     terminal.answer("Enter cache key prefix (default: ", &format!("{acme}:"));
     terminal.answer("Enter cache key prefix (default: ", "");
-    let (_, transcript) = terminal.finish();
-    let dialogue = transcript
-        .split("✓")
-        .next()
-        .unwrap()
-        .split("✗")
-        .next()
-        .unwrap();
-    insta::assert_snapshot!("cache_dialogue", scrub(&env, dialogue));
+    terminal.answer("Do you want a Redis ACL user for this tenant? (y/n): ", "y");
+    terminal.answer("Enter cache password: ", password);
+    let (code, transcript) = terminal.finish();
+    assert!(!transcript.contains(password), "{transcript}");
+    insta::assert_snapshot!("cache_dialogue", scrub(&env, &transcript));
+    assert_eq!(code, 0, "{transcript}");
+
     let after = read(&spec);
     assert!(after.starts_with(&before));
+    assert!(!after.contains(password), "{after}");
     insta::assert_snapshot!("cache_block", scrub(&env, &after[before.len()..]));
+    assert_eq!(registry_row(&env, &cache), "ready|cache|Cache Co");
+    let acl = env.redis(&["ACL", "GETUSER", &cache]);
+    assert!(acl.contains(&format!("~{cache}:*")), "{acl}");
+    let output = run_ok(
+        &env,
+        env.cmd()
+            .args(["plan", "-f", "tenants.toml", "--tenant", &cache])
+            .arg("--detailed-exitcode")
+            .env(&password_env, password),
+    );
     assert!(
-        registry_row(&env, &cache).contains("|cache|Cache Co"),
-        "{transcript}"
+        output
+            .stdout
+            .ends_with("\nNo changes. Tenants are up to date.\n"),
+        "{}",
+        output.stdout
     );
 
-    let spec = toml_spec(&env, &acme, &format!("\n[tables]\nschema = \"{shared}\"\n"));
+    // With [tables], a table tenant comes from flags alone.
+    let spec = toml_spec(
+        &env,
+        &acme,
+        &format!("\n[tables]\nschema = \"{shared}\"\nmigrations = \"{SHARED_MIGRATIONS}\"\n"),
+    );
     let before = read(&spec);
     let table = env.id("rows");
-    let mut terminal = Terminal::spawn(&env, &["create", "-f", "tenants.toml"], &[]);
-    terminal.answer("Enter tenant ID (unique): ", &table);
-    terminal.answer("Enter tenant name: ", "Row Co");
-    terminal.answer(
-        "Select isolation type (database/schema/table/cache): ",
-        "table",
+    let output = run_ok(
+        &env,
+        env.cmd()
+            .args(["create", "-f", "tenants.toml", "--id", &table])
+            .args(["--name", "Row Co", "--isolation", "table", "--yes"]),
     );
-    let (_, transcript) = terminal.finish();
-    let dialogue = transcript
-        .split("✓")
-        .next()
-        .unwrap()
-        .split("✗")
-        .next()
-        .unwrap();
-    insta::assert_snapshot!("table_dialogue", scrub(&env, dialogue));
+    assert!(
+        output.stdout.contains("Tenant is ready to use"),
+        "{}",
+        output.stdout
+    );
     let after = read(&spec);
     assert_eq!(
         scrub(&env, &after[before.len()..]),
         "\n[[tenants]]\nid = \"[p]rows\"\nname = \"Row Co\"\nisolation = \"table\"\n"
     );
+    assert_eq!(registry_row(&env, &table), "ready|table|Row Co");
+    let policies = env.psql(&format!(
+        "SELECT count(*) FROM pg_policies WHERE schemaname = {}",
+        quote_literal(&shared)
+    ));
+    assert_eq!(
+        policies, "2",
+        "documents and comments have the tenant column, plans not"
+    );
+    let output = run_ok(
+        &env,
+        env.cmd()
+            .args(["plan", "-f", "tenants.toml", "--tenant", &table])
+            .arg("--detailed-exitcode"),
+    );
     assert!(
-        registry_row(&env, &table).contains("|table|Row Co"),
-        "{transcript}"
+        output
+            .stdout
+            .ends_with("\nNo changes. Tenants are up to date.\n"),
+        "{}",
+        output.stdout
     );
 }
 

@@ -27,6 +27,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         .as_ref()
         .map(|plan| plan.source.tenant_filter.clone())
         .unwrap_or_else(|| args.tenants.clone());
+    let refresh = saved
+        .as_ref()
+        .map_or(args.refresh, |plan| plan.source.refresh);
     let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
     super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
@@ -39,12 +42,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
             .unwrap_or_default();
         printer.error(&format!("Waiting for the apply lock{holder}..."));
     })?;
-    let planned = super::plan::compute(
+    let planned = super::plan::compute_with(
         document,
         desired,
         control_url.clone(),
         &mut control,
         &tenants,
+        refresh,
     )?;
     drop(control);
 
@@ -97,6 +101,27 @@ fn saved_spec(plan: &crate::plan::Plan, given: &SpecArgs) -> Result<SpecArgs> {
     })
 }
 
+/// Lists each tenant's id, change and actions, leaving out notes: notes are
+/// commentary that may name paths, which differ with the way `-f` was given.
+fn actions_of(
+    plan: &crate::plan::Plan,
+) -> Vec<(
+    &str,
+    &crate::plan::action::TenantChange,
+    &[crate::plan::Action],
+)> {
+    plan.tenants
+        .iter()
+        .map(|tenant| {
+            (
+                tenant.id.as_str(),
+                &tenant.change,
+                tenant.actions.as_slice(),
+            )
+        })
+        .collect()
+}
+
 /// Checks that a saved plan still matches the spec, the control database
 /// and the state it was made from, so apply runs exactly what was reviewed.
 fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()> {
@@ -107,7 +132,7 @@ fn check_fresh(saved: &crate::plan::Plan, now: &crate::plan::Plan) -> Result<()>
             "it was made for control database {}, not {}",
             saved.source.control, now.source.control
         )
-    } else if saved.tenants != now.tenants || saved.shared != now.shared {
+    } else if actions_of(saved) != actions_of(now) || saved.shared != now.shared {
         "the servers or the registry changed since the plan was made".to_string()
     } else {
         return Ok(());

@@ -117,9 +117,56 @@ impl Existing {
 /// Values of the new tenant, from the flags or the terminal.
 struct Answers {
     tenant: NewTenant,
-    /// The typed password, or None when it comes from the environment.
+    /// The typed password of the database role or the Redis ACL user, or
+    /// None when it comes from the environment.
     password: Option<Secret>,
     create_database: bool,
+}
+
+impl Answers {
+    /// Returns which password the tenant needs, if any, and the variable
+    /// the spec reads it from.
+    fn password_env(&self) -> Option<(PasswordFor, &str)> {
+        if let Some(database) = &self.tenant.database {
+            return Some((PasswordFor::Database, database.password_env.as_str()));
+        }
+        let env = self.tenant.cache_password_env.as_deref()?;
+        Some((PasswordFor::Cache, env))
+    }
+}
+
+/// The kind of password a new tenant needs: its database role's or its
+/// Redis ACL user's.
+#[derive(Clone, Copy)]
+enum PasswordFor {
+    Database,
+    Cache,
+}
+
+impl PasswordFor {
+    /// Returns the name that prompts and messages use.
+    fn label(self) -> &'static str {
+        match self {
+            PasswordFor::Database => "database password",
+            PasswordFor::Cache => "cache password",
+        }
+    }
+
+    /// Returns the field of a missing value that this password fills.
+    fn field(self) -> &'static str {
+        match self {
+            PasswordFor::Database => "database.password",
+            PasswordFor::Cache => "cache.password",
+        }
+    }
+
+    /// Returns the `--*-password-env` flag and its value.
+    fn env_flag(self, args: &CreateArgs) -> (&'static str, Option<&str>) {
+        match self {
+            PasswordFor::Database => ("--db-password-env", args.db_password_env.as_deref()),
+            PasswordFor::Cache => ("--cache-password-env", args.cache_password_env.as_deref()),
+        }
+    }
 }
 
 /// Gets each value from its flag, the terminal, or (with `--yes`) its default.
@@ -135,7 +182,7 @@ impl Asker<'_> {
         let free = Taken::default();
         let args = self.args;
         let id = args.id.as_deref().unwrap_or("tenant");
-        let checks: [(&str, Option<&str>, &FlagCheck); 8] = [
+        let checks: [(&str, Option<&str>, &FlagCheck); 9] = [
             // An ID that differs from a taken one only in case gets the
             // "already exists" message later, once the registry is read.
             ("--id", args.id.as_deref(), &|v| {
@@ -156,6 +203,11 @@ impl Asker<'_> {
             (
                 "--db-password-env",
                 args.db_password_env.as_deref(),
+                &check_env_name,
+            ),
+            (
+                "--cache-password-env",
+                args.cache_password_env.as_deref(),
                 &check_env_name,
             ),
             ("--db-host", args.db_host.as_deref(), &|v| {
@@ -208,6 +260,7 @@ impl Asker<'_> {
                 database: None,
                 schema: None,
                 prefix: None,
+                cache_password_env: None,
             },
             password: None,
             create_database: true,
@@ -224,19 +277,37 @@ impl Asker<'_> {
                     |v| taken.check_schema(v, id),
                 )?);
             }
-            Isolation::Cache => {
-                let id = &answers.tenant.id;
-                answers.tenant.prefix = Some(self.value(
-                    "--cache-prefix",
-                    args.cache_prefix.as_deref(),
-                    "Enter cache key prefix",
-                    Some(&format!("{id}:")),
-                    |v| taken.check_prefix(v, id),
-                )?);
-            }
+            Isolation::Cache => self.cache(taken, &mut answers)?,
             Isolation::Table => {}
         }
         Ok(answers)
+    }
+
+    fn cache(&self, taken: &Taken, answers: &mut Answers) -> Result<()> {
+        let args = self.args;
+        let id = answers.tenant.id.clone();
+        answers.tenant.prefix = Some(self.value(
+            "--cache-prefix",
+            args.cache_prefix.as_deref(),
+            "Enter cache key prefix",
+            Some(&format!("{id}:")),
+            |v| taken.check_prefix(v, &id),
+        )?);
+        let acl_user = self.yes_no(
+            "--acl-user",
+            args.acl_user,
+            "Do you want a Redis ACL user for this tenant?",
+        )?;
+        if !acl_user {
+            return Ok(());
+        }
+        let password_env = args
+            .cache_password_env
+            .clone()
+            .unwrap_or_else(|| format!("{}_REDIS_PASSWORD", id.to_uppercase()));
+        answers.password = self.password(PasswordFor::Cache, &password_env)?;
+        answers.tenant.cache_password_env = Some(password_env);
+        Ok(())
     }
 
     fn database(&self, taken: &Taken, answers: &mut Answers) -> Result<()> {
@@ -265,7 +336,7 @@ impl Asker<'_> {
             .db_password_env
             .clone()
             .unwrap_or_else(|| format!("{}_DB_PASSWORD", id.to_uppercase()));
-        answers.password = self.password(&password_env)?;
+        answers.password = self.password(PasswordFor::Database, &password_env)?;
         let host = self.value(
             "--db-host",
             args.db_host.as_deref(),
@@ -291,22 +362,29 @@ impl Asker<'_> {
     }
 
     /// Asks for the password on a terminal, unless the variable named by
-    /// `--db-password-env` contains one. Without a terminal the variable must
-    /// contain it, and validation reads it from there.
-    fn password(&self, env: &str) -> Result<Option<Secret>> {
+    /// `--db-password-env` or `--cache-password-env` contains one. Without a
+    /// terminal the variable must contain it, and validation reads it from
+    /// there.
+    fn password(&self, what: PasswordFor, env: &str) -> Result<Option<Secret>> {
+        let (flag, named) = what.env_flag(self.args);
         let set = std::env::var_os(env).is_some_and(|value| !value.is_empty());
-        if set && (self.args.db_password_env.is_some() || !self.interactive) {
+        if set && (named.is_some() || !self.interactive) {
             return Ok(None);
         }
         if self.interactive {
-            return prompt::ask_secret("Enter database password").map(Some);
+            return prompt::ask_secret(&format!("Enter {}", what.label())).map(Some);
         }
+        let without = match what {
+            PasswordFor::Database => "",
+            PasswordFor::Cache => ", or pass --acl-user=no for a tenant without an ACL user",
+        };
         Err(Error::with_hint(
             format!(
-                "no database password: environment variable `{env}` is not set, and prompting is off (no terminal, --no-input or CI)"
+                "no {}: environment variable `{env}` is not set, and prompting is off (no terminal, --no-input or CI)",
+                what.label()
             ),
             format!(
-                "set {env} to the password, or name the variable that holds it with --db-password-env"
+                "set {env} to the password, or name the variable that contains it with {flag}{without}"
             ),
         ))
     }
@@ -634,21 +712,31 @@ fn combine(existing: Option<&Existing>, answers: &Answers) -> Result<(Document, 
     };
     let mut desired = validate(&document, ValidateOptions::default())?;
     let id = &answers.tenant.id;
+    let typed = answers
+        .password_env()
+        .filter(|_| answers.password.is_some())
+        .map(|(what, _)| what.field());
     let missing: Vec<_> = std::mem::take(&mut desired.missing)
         .into_iter()
         .filter(|value| &value.tenant == id)
-        .filter(|value| !(value.field == "database.password" && answers.password.is_some()))
+        .filter(|value| Some(value.field.as_str()) != typed)
         .collect();
     if !missing.is_empty() {
         return Err(crate::spec::error::SpecErrors::from(missing_error(&missing)).into());
     }
-    let database = desired
-        .tenants
-        .iter_mut()
-        .find(|tenant| &tenant.id == id)
-        .and_then(|tenant| tenant.database.as_mut());
-    if let (Some(database), Some(password)) = (database, &answers.password) {
-        database.password = Some(password.clone());
+    let tenant = desired.tenants.iter_mut().find(|tenant| &tenant.id == id);
+    if let (Some(tenant), Some(password)) = (tenant, &answers.password) {
+        let acl_user = tenant
+            .cache
+            .as_mut()
+            .and_then(|cache| cache.acl_user.as_mut());
+        let slot = match tenant.database.as_mut() {
+            Some(database) => Some(&mut database.password),
+            None => acl_user.map(|user| &mut user.password),
+        };
+        if let Some(slot) = slot {
+            *slot = Some(password.clone());
+        }
     }
     Ok((document, desired))
 }
@@ -829,15 +917,15 @@ fn report(
             edit::block(&answers.tenant, existing.map(|spec| &spec.document))
         ));
     }
-    if let Some(database) = &answers.tenant.database {
-        let env = &database.password_env;
+    if let Some((what, env)) = answers.password_env() {
         let matches = answers
             .password
             .as_ref()
             .is_none_or(|typed| std::env::var(env).is_ok_and(|value| value == typed.expose()));
         if !matches {
             printer.error(&format!(
-                "The spec reads the database password from {env}: set it to the password you typed before the next plan or apply."
+                "The spec reads the {} from {env}: set it to the password you typed before the next plan or apply.",
+                what.label()
             ));
         }
     }

@@ -34,6 +34,7 @@ pub fn plan_source(document: &Document, control_url: &str, tenants: &[String]) -
         spec_digest: hex::encode(Sha256::digest(document.text.as_bytes())),
         tenant_filter: tenants.to_vec(),
         control: db::redact(control_url),
+        refresh: false,
     }
 }
 
@@ -45,9 +46,26 @@ pub fn compute(
     control: &mut diesel::PgConnection,
     tenants: &[String],
 ) -> Result<Planned> {
+    compute_with(document, desired, control_url, control, tenants, false)
+}
+
+/// Reads the state and diffs it against the spec. With `refresh`, it also
+/// reads each database tenant's own migration table.
+pub fn compute_with(
+    document: Document,
+    desired: Desired,
+    control_url: String,
+    control: &mut diesel::PgConnection,
+    tenants: &[String],
+    refresh: bool,
+) -> Result<Planned> {
     let servers = Servers::resolve(&desired, &control_url)?;
-    let actual = state::inspect(&desired, &servers, control)?;
-    let source = plan_source(&document, &control_url, tenants);
+    let mut actual = state::inspect(&desired, &servers, control)?;
+    if refresh {
+        state::local::refresh(&desired, &servers, &mut actual, control, tenants)?;
+    }
+    let mut source = plan_source(&document, &control_url, tenants);
+    source.refresh = refresh;
     let plan = diff(DiffContext {
         desired: &desired,
         actual: &actual,
@@ -74,7 +92,14 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
     }
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
-    let planned = compute(document, desired, control_url, &mut control, &args.tenants)?;
+    let planned = compute_with(
+        document,
+        desired,
+        control_url,
+        &mut control,
+        &args.tenants,
+        args.refresh,
+    )?;
     if args.json {
         printer.out(&format!("{}\n", render::to_json(&planned.plan)));
     } else {

@@ -205,6 +205,10 @@ pub struct PlanSource {
     pub tenant_filter: Vec<String>,
     /// Control database URL without its password.
     pub control: String,
+    /// Whether the plan also read each database tenant's own migration
+    /// table (`plan --refresh`); applying the saved plan reads it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
 }
 
 /// The work on the shared tables of table tenants, applied once before any

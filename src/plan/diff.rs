@@ -8,6 +8,7 @@ use serde_json::json;
 use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, SharedPlan, TenantChange, TenantPlan, Undeclared,
 };
+use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
 use crate::acl::DesiredUser;
 use crate::apply::template;
@@ -273,6 +274,39 @@ impl TenantPlanner<'_> {
                 .unwrap_or("no error was recorded");
             self.notes.push(format!("the last apply failed: {error}"));
         }
+        // Last, so its notes change no action, not even MarkReady.
+        self.plan_refresh();
+    }
+
+    /// Compares the tenant's own migration records with the registry's
+    /// when `plan --refresh` read them.
+    fn plan_refresh(&mut self) {
+        let Some(local) = &self.actual.local else {
+            return;
+        };
+        let id = &self.tenant.id;
+        if let Some(schema) = &self.tenant.schema {
+            let exists = self.actual.control.schemas.contains_key(&schema.name);
+            let recorded = self.actual.registry.applied.get(id).map_or(0, |s| s.count);
+            self.notes
+                .extend(refresh::schema_note(id, &schema.name, exists, recorded));
+        }
+        let (Some(database), Some(records)) = (&self.tenant.database, local.get(id)) else {
+            return;
+        };
+        let pending = self.actions.iter().find_map(|action| match action {
+            Action::RunMigrations { migrations } => Some(migrations.as_slice()),
+            _ => None,
+        });
+        let notes = refresh::database_notes(&DatabaseRecords {
+            tenant: id,
+            database: &database.name,
+            set: self.tenant.migrations.as_deref(),
+            recorded: &self.recorded_migrations(),
+            local: records,
+            pending: pending.unwrap_or_default(),
+        });
+        self.notes.extend(notes);
     }
 
     /// Returns the template a new database of this tenant is copied from:
@@ -587,24 +621,34 @@ impl TenantPlanner<'_> {
         if !self.tenant.run_migrations {
             return;
         }
-        let applied: Vec<(String, String)> = match self.actual.applied_details.get(&self.tenant.id)
-        {
-            Some(list) => list.clone(),
-            None => match self.actual.registry.applied.get(&self.tenant.id) {
-                // The summary matched the whole set: nothing is pending.
-                Some(_) if !self.actual.applied_details.contains_key(&self.tenant.id) => set
-                    .migrations
-                    .iter()
-                    .map(|m| (m.version.clone(), m.checksum.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            },
-        };
+        let applied = self.recorded_migrations();
         let pending = pending_migrations(set, &applied, "migration", &mut self.notes);
         if !pending.is_empty() {
             self.actions.push(Action::RunMigrations {
                 migrations: pending,
             });
+        }
+    }
+
+    /// Returns the (version, checksum) of each migration the registry
+    /// records for the tenant. The bulk read lists them only when their
+    /// summary differs from the tenant's migration set. Otherwise the set
+    /// is the list.
+    fn recorded_migrations(&self) -> Vec<(String, String)> {
+        let id = &self.tenant.id;
+        if let Some(list) = self.actual.applied_details.get(id) {
+            return list.clone();
+        }
+        match (
+            &self.tenant.migrations,
+            self.actual.registry.applied.get(id),
+        ) {
+            (Some(set), Some(_)) => set
+                .migrations
+                .iter()
+                .map(|m| (m.version.clone(), m.checksum.clone()))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

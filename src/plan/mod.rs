@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod diff;
+pub mod refresh;
 pub mod render;
 pub mod shared;
 

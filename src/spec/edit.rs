@@ -21,6 +21,9 @@ pub struct NewTenant {
     pub schema: Option<String>,
     /// Redis key prefix of a cache tenant.
     pub prefix: Option<String>,
+    /// Environment variable the spec reads the cache tenant's Redis ACL
+    /// user password from, when the tenant has an ACL user.
+    pub cache_password_env: Option<String>,
 }
 
 /// The database section of a new database tenant.
@@ -78,9 +81,13 @@ impl NewTenant {
             });
         }
         if let Some(prefix) = &self.prefix {
+            let mut entries = vec![("prefix", text(prefix))];
+            if let Some(env) = &self.cache_password_env {
+                entries.push(("password", Scalar::Env(env.clone())));
+            }
             sections.push(Section {
                 key: Some("cache"),
-                entries: vec![("prefix", text(prefix))],
+                entries,
             });
         }
         sections
@@ -481,6 +488,7 @@ mod tests {
             }),
             schema: None,
             prefix: None,
+            cache_password_env: None,
         }
     }
 
@@ -492,6 +500,7 @@ mod tests {
             database: None,
             schema: None,
             prefix: Some("beta:".into()),
+            cache_password_env: None,
         }
     }
 
@@ -554,6 +563,21 @@ mod tests {
             assert_eq!(tenants[0].1, "Beta: the #1 \"team\"");
             assert_eq!(tenants[0].3, "beta:");
         }
+    }
+
+    #[test]
+    fn toml_cache_password_is_env_reference() {
+        let tenant = NewTenant {
+            cache_password_env: Some("BETA_REDIS_PASSWORD".into()),
+            ..cache_tenant()
+        };
+        let block = toml_block(&tenant);
+        assert!(
+            block.ends_with(
+                "[tenants.cache]\nprefix = \"beta:\"\npassword = { env = \"BETA_REDIS_PASSWORD\" }\n"
+            ),
+            "{block}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod db;
+pub mod local;
 pub mod redis;
 pub mod registry;
 pub mod tables;
@@ -117,7 +118,8 @@ pub fn server_key(database: &DatabaseTarget, control_key: &str) -> String {
 pub struct Actual {
     pub registry: registry::RegistryState,
     /// Applied (version, checksum) lists of tenants whose summary differs
-    /// from their full migration set.
+    /// from their full migration set, and with `plan --refresh` of every
+    /// database tenant whose own migration table was read.
     pub applied_details: HashMap<String, Vec<(String, String)>>,
     pub control: catalog::ControlCatalog,
     /// Catalog of each server, keyed like [`Servers::by_key`]; a server that
@@ -128,6 +130,9 @@ pub struct Actual {
     /// ACL users and commands of the Redis server, or why they could not be
     /// read; None when no tenant has a Redis ACL user.
     pub redis: Option<std::result::Result<redis::RedisState, String>>,
+    /// Each database tenant's own migration records, read only by
+    /// `plan --refresh`, so None on a plain plan.
+    pub local: Option<HashMap<String, local::LocalRecords>>,
 }
 
 /// Reads the actual state in bulk: a fixed number of queries per server.
@@ -239,5 +244,6 @@ fn read_actual(
         servers: server_catalogs,
         shared,
         redis,
+        local: None,
     })
 }
