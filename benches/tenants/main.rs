@@ -92,6 +92,9 @@ struct Bench {
     scratch: tempfile::TempDir,
     migrations: Migrations,
     next_number: std::cell::Cell<usize>,
+    /// Whether this tenantctl has `migrate`; without it, `apply` brings new
+    /// migrations.
+    has_migrate: bool,
 }
 
 fn main() {
@@ -118,8 +121,14 @@ fn run(args: Args) -> Result<(), String> {
         url: args.url.clone(),
         prefix: format!("tb{}x{stamp}_", std::process::id()),
     };
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_tenantctl"));
+    let has_migrate = Command::new(&binary)
+        .args(["migrate", "--help"])
+        .output()
+        .is_ok_and(|output| output.status.success());
     let bench = Bench {
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_tenantctl")),
+        has_migrate,
+        binary,
         server,
         scratch,
         migrations,
@@ -237,6 +246,39 @@ impl Bench {
         Ok(run)
     }
 
+    /// Brings the spec's migrations to every registered tenant with
+    /// `migrate --all`, or with `apply` when this tenantctl has no
+    /// `migrate`; checks that `expected` tenants were migrated.
+    fn migrate(
+        &self,
+        control: &str,
+        spec: &Path,
+        parallelism: Option<u16>,
+        expected: usize,
+    ) -> Result<Run, String> {
+        if !self.has_migrate {
+            return self.apply(control, spec, parallelism, expected);
+        }
+        let spec = spec.display().to_string();
+        let parallelism_text = parallelism.map(|value| value.to_string());
+        let mut args = vec!["migrate", "--all", "-f", spec.as_str()];
+        if let Some(value) = &parallelism_text {
+            args.extend(["--parallelism", value.as_str()]);
+        }
+        let run = self.tenantctl(control, &args)?;
+        work::check_migrated(&run, expected)?;
+        Ok(run)
+    }
+
+    /// Names the command that brings new migrations.
+    fn migrate_command(&self) -> &'static str {
+        if self.has_migrate {
+            "migrate --all"
+        } else {
+            "apply"
+        }
+    }
+
     /// Runs an SQL file in one psql session after a CHECKPOINT.
     fn floor(&self, database: &str, file: &Path) -> Result<f64, String> {
         self.server.checkpoint()?;
@@ -318,7 +360,7 @@ impl Bench {
                 index + 1,
                 describe(kept.parallelism)
             );
-            let run = self.apply(&kept.control, &spec, kept.parallelism, count)?;
+            let run = self.migrate(&kept.control, &spec, kept.parallelism, count)?;
             let slot = usize::from(kept.parallelism != Some(1));
             ratios[slot].push(run.seconds / floor);
             let label = format!("tenantctl {}", describe(kept.parallelism));
@@ -327,15 +369,15 @@ impl Bench {
         let mut noop = Vec::new();
         for (index, kept) in kept.iter().enumerate() {
             eprintln!("migrate: run {}, nothing to apply", index + 1);
-            let run = self.apply(&kept.control, &spec, self.args.parallelism, 0)?;
+            let run = self.migrate(&kept.control, &spec, self.args.parallelism, 0)?;
             noop.push(run.seconds * 1000.0 / count as f64);
             let label = "tenantctl, nothing to apply";
             tool_row(&mut section, index + 1, label, &run, count, None);
         }
-        section.notes.push(
-            "The floor runs the new migration in each schema, one transaction per schema, in one psql session."
-                .to_string(),
-        );
+        section.notes.push(format!(
+            "tenantctl runs `{}`. The floor runs the new migration in each schema, one transaction per schema, in one psql session.",
+            self.migrate_command()
+        ));
         report.verdict(
             format!(
                 "migrate with one new migration, {}: at most 1.2x the floor",
@@ -394,13 +436,17 @@ impl Bench {
             eprintln!("anchor: tenantctl, {}", describe(self.args.parallelism));
             let run = self.apply(&control, &spec, self.args.parallelism, count)?;
             ours.push(run.seconds * 1000.0 / count as f64);
-            let noop = self.apply(&control, &spec, self.args.parallelism, 0)?;
+            let noop = self.migrate(&control, &spec, self.args.parallelism, 0)?;
             ours_noop.push(noop.seconds * 1000.0 / count as f64);
             self.server.drop_database(&control)?;
         }
         let Some(theirs) = theirs else {
             return Ok(());
         };
+        section.notes.push(format!(
+            "tenantctl's run with nothing to apply is `{}`; django-tenants' is `migrate_schemas`.",
+            self.migrate_command()
+        ));
         for (create, noop) in ours.iter().zip(&ours_noop) {
             section.row(vec![
                 format!("tenantctl, {}", describe(self.args.parallelism)),

@@ -104,6 +104,27 @@ pub fn check_applied(run: &Run, expected: usize) -> Result<(), String> {
     }
 }
 
+/// Checks the summary of `migrate`: `expected` tenants migrated, none
+/// failed.
+pub fn check_migrated(run: &Run, expected: usize) -> Result<(), String> {
+    let summary = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("Migrated "))
+        .unwrap_or("(no summary line)");
+    let counts: Vec<usize> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|number| number.parse().ok())
+        .collect();
+    match counts.as_slice() {
+        [migrated, _, 0, ..] if *migrated == expected => Ok(()),
+        _ => Err(format!(
+            "expected {expected} tenants migrated, got: {summary}"
+        )),
+    }
+}
+
 /// Migration folders: the ones tenants start with, and the same plus the
 /// new ones that a later deploy brings.
 pub struct Migrations {
