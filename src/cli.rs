@@ -54,6 +54,20 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the servers match the spec, or apply a saved plan.
     Apply(ApplyArgs),
+    /// Run the pending migrations of one, several or all tenants.
+    Migrate(MigrateArgs),
+    /// List the registered tenants.
+    List(ListArgs),
+    /// Show everything known about one tenant.
+    Show(ShowArgs),
+    /// Create or update a login role that administers one tenant only.
+    CreateSuperuser(CreateSuperuserArgs),
+    /// Open psql (redis-cli for cache tenants) in a tenant's context.
+    Shell(ShellArgs),
+    /// Run a command with a tenant's context in its environment.
+    Exec(ExecArgs),
+    /// Remove one tenant and everything tenantctl made for it.
+    Destroy(DestroyArgs),
     /// Create one tenant: ask for its values on a terminal (or take them
     /// from flags), provision it and add it to the spec file.
     Create(CreateArgs),
@@ -107,6 +121,9 @@ pub struct PlanArgs {
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
     pub no_input: bool,
+
+    #[command(flatten)]
+    pub removal: RemovalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +156,189 @@ pub struct ApplyArgs {
     /// Never prompt for missing values; report them as errors.
     #[arg(long)]
     pub no_input: bool,
+
+    /// How long to wait for another apply's lock, such as 60s or 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+
+    #[command(flatten)]
+    pub removal: RemovalArgs,
+}
+
+/// Options for the tenants the spec no longer declares.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RemovalArgs {
+    /// Remove registered tenants the spec no longer declares: their
+    /// database or schema, roles, Redis keys and ACL user, rows in shared
+    /// tables and registry record. Without it they are kept.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Drop objects that existed before tenantctl adopted them, instead of
+    /// leaving them in place.
+    #[arg(long)]
+    pub drop_adopted: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Tenants to migrate.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub ids: Vec<String>,
+
+    /// Migrate every registered tenant.
+    #[arg(long)]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// Migration folder to use for every tenant instead of the spec's; the
+    /// spec is then optional.
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+
+    /// Number of tenants migrated at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+
+    /// List what would run for each tenant without running it.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start no further tenant after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Run pending migrations even when an applied migration was changed or
+    /// removed from the folder since.
+    #[arg(long)]
+    pub allow_changed: bool,
+
+    /// How long to wait for another apply's or migrate's lock, such as 60s.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only tenants of this isolation type: database, schema, table or cache.
+    #[arg(long, value_name = "TYPE")]
+    pub isolation: Option<String>,
+
+    /// Only tenants with this status: ready, failed or pending.
+    #[arg(long)]
+    pub status: Option<String>,
+
+    /// Spec file; with it, pending migrations are counted too.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Spec file; with it, pending migrations and drift are shown too.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSuperuserArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Role name. Default: asked on a terminal, otherwise `<ID>_admin`.
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// Environment variable that contains the password. Without it the
+    /// password is asked on a terminal.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+
+    /// Spec file, for the admin URLs of other database servers.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Spec file; with it, the session logs in as the tenant's own role
+    /// when the spec gives its password.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// Arguments passed on to psql or redis-cli, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Tenant id.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub id: Option<String>,
+
+    /// Run the command once for every registered tenant, prefixing each
+    /// output line with the tenant id.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Number of tenants the command runs for at once, with --all.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+
+    /// Spec file; with it, the command logs in as the tenant's own role
+    /// when the spec gives its password.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+
+    /// The command and its arguments, after `--`. It gets TENANT_ID,
+    /// DATABASE_URL, PGPASSWORD, PGOPTIONS, REDIS_URL, REDIS_KEY_PREFIX,
+    /// REDIS_USER and REDISCLI_AUTH in its environment.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// Destroy without typing the tenant id (required without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Drop objects that existed before tenantctl adopted them, instead of
+    /// leaving them in place.
+    #[arg(long)]
+    pub drop_adopted: bool,
+
+    /// Spec file, for the admin URLs of other servers and the Redis URL.
+    #[command(flatten)]
+    pub spec: SpecArgs,
 
     /// How long to wait for another apply's lock, such as 60s or 5m.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]

@@ -12,6 +12,8 @@ pub mod output;
 pub mod plan;
 pub mod prompt;
 pub mod rls;
+pub mod session;
 pub mod spec;
 pub mod sql;
 pub mod state;
+pub mod workers;

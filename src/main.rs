@@ -24,6 +24,15 @@ fn main() {
         Command::Schema => commands::validate::schema(&printer),
         Command::Plan(args) => commands::plan::run(&cli.global, args, &printer),
         Command::Apply(args) => commands::apply::run(&cli.global, args, &printer),
+        Command::Migrate(args) => commands::migrate::run(&cli.global, args, &printer),
+        Command::List(args) => commands::list::run(&cli.global, args, &printer),
+        Command::Show(args) => commands::show::run(&cli.global, args, &printer),
+        Command::Shell(args) => commands::shell::run(&cli.global, args, &printer),
+        Command::Exec(args) => commands::exec::run(&cli.global, args, &printer),
+        Command::Destroy(args) => commands::destroy::run(&cli.global, args, &printer),
+        Command::CreateSuperuser(args) => {
+            commands::create_superuser::run(&cli.global, args, &printer)
+        }
         Command::Create(args) => commands::create::run(&cli.global, args, &printer),
     };
     tracing::info!(statements = db::statements_sent(), "SQL statements sent");

@@ -866,8 +866,11 @@ fn apply_lock_and_connection_settings() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("failed to start psql");
+    // Advisory locks belong to one database, and other tests take the same
+    // key in theirs, so only this test's control database is looked at.
     let held = format!(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = {}",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = {} \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         APPLY_LOCK_KEY & 0xffff_ffff
     );
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -887,7 +890,8 @@ fn apply_lock_and_connection_settings() {
     let waited = started.elapsed();
     // Killing psql would leave its server process asleep with the lock.
     env.psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = {}",
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = {} \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         APPLY_LOCK_KEY & 0xffff_ffff
     ));
     let _ = holder.wait();

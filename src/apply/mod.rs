@@ -5,12 +5,14 @@ pub mod cache;
 pub mod database;
 pub mod lock;
 pub mod migrate;
+pub mod remove;
 pub mod schema;
+pub mod superuser;
 pub mod table;
 pub mod template;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, OnceLock};
 
 use diesel::{Connection, PgConnection};
@@ -50,6 +52,7 @@ pub struct ApplyContext<'a> {
 pub struct Outcome {
     pub created: usize,
     pub changed: usize,
+    pub destroyed: usize,
     pub failed: usize,
     pub pending: usize,
 }
@@ -95,11 +98,11 @@ impl ApplyContext<'_> {
         if let Some(pool) = pools.get(key) {
             return Ok(pool.clone());
         }
-        let server = self
+        let admin_url = self
             .servers
-            .get(key)
-            .ok_or_else(|| TenantError::new("connect", format!("server {key} is not known")))?;
-        let pool = db::pool(&server.admin_url, self.parallelism)
+            .admin_url(key)
+            .map_err(|error| TenantError::new("connect", error))?;
+        let pool = db::pool(&admin_url, self.parallelism)
             .map_err(|error| TenantError::new("connect", error))?;
         pools.insert(key.to_string(), pool.clone());
         Ok(pool)
@@ -123,26 +126,18 @@ pub fn execute(context: &ApplyContext<'_>, plan: &Plan) -> Result<Outcome> {
         .filter(|shared| !shared.actions.is_empty())
         .and_then(|shared| run_shared(context, shared, &mut first));
     let outcome = Mutex::new(first);
-    let next = AtomicUsize::new(0);
     let tenants: Vec<&TenantPlan> = plan
         .tenants
         .iter()
         .filter(|tenant| !tenant.actions.is_empty())
         .collect();
-    let workers = (context.parallelism as usize).clamp(1, tenants.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(tenant_plan) = tenants.get(index) else {
-                        break;
-                    };
-                    run_one(context, tenant_plan, &outcome, shared_failure.as_deref());
-                }
-            });
-        }
-    });
+    let never = AtomicBool::new(false);
+    crate::workers::run_all(
+        &tenants,
+        context.parallelism as usize,
+        &never,
+        |tenant_plan| run_one(context, tenant_plan, &outcome, shared_failure.as_deref()),
+    );
     Ok(outcome
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner()))
@@ -217,6 +212,9 @@ fn run_one(
     outcome: &Mutex<Outcome>,
     shared_failure: Option<&str>,
 ) {
+    if tenant_plan.change == TenantChange::Destroy {
+        return remove_one(context, tenant_plan, outcome);
+    }
     let Some(tenant) = context.desired.tenant(&tenant_plan.id) else {
         context.printer.error(&format!(
             "✗ Tenant '{}' is in the plan but not in the spec",
@@ -250,6 +248,45 @@ fn run_one(
             context
                 .printer
                 .block(&[format!("✗ Tenant '{}' failed: {error}", tenant.id)]);
+        }
+    }
+}
+
+fn remove_one(context: &ApplyContext<'_>, tenant_plan: &TenantPlan, outcome: &Mutex<Outcome>) {
+    let id = &tenant_plan.id;
+    let result = match context.actual.registry.tenants.get(id) {
+        Some(record) => remove::apply(context, record, tenant_plan),
+        None => Err(TenantError::new(
+            "destroy",
+            "the tenant is not in the registry",
+        )),
+    };
+    let mut counts = outcome.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(report) => {
+            counts.destroyed += 1;
+            drop(counts);
+            context.printer.block(&report);
+        }
+        Err(error) => {
+            counts.failed += 1;
+            drop(counts);
+            let message = error.to_string();
+            let recorded = db::checkout(&context.control)
+                .map_err(|error| error.to_string())
+                .and_then(|mut connection| {
+                    registry::set_status(&mut connection, id, STATUS_FAILED, Some(&message))
+                        .and_then(|_| {
+                            registry::log_event(&mut connection, id, "destroy", Some(&message))
+                        })
+                        .map_err(|error| error.to_string())
+                });
+            if let Err(problem) = recorded {
+                tracing::error!(tenant = %id, error = %problem, "cannot record the failure in the registry");
+            }
+            context
+                .printer
+                .block(&[format!("✗ Tenant '{id}' could not be destroyed: {error}")]);
         }
     }
 }

@@ -4,14 +4,17 @@
 use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
 
+use super::migrate::RecordIn;
 use super::{
     ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, migrate,
 };
+use crate::migrations::Migration;
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, TenantChange};
 use crate::spec::desired::{DesiredTenant, RoleTarget, SchemaTarget};
 use crate::sql::{quote_ident, quote_literal, scram_verifier};
 use crate::state::catalog::CurrentRole;
+use crate::state::db;
 use crate::state::registry;
 
 /// Applies a schema tenant's plan in one transaction with its registry
@@ -25,20 +28,64 @@ pub fn apply(
         .schema
         .as_ref()
         .ok_or_else(|| TenantError::new("plan", "schema tenant without a schema"))?;
-    in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
-        let declared = schema.role.as_ref();
-        for action in tenant_plan
-            .actions
-            .iter()
-            .filter(|a| !is_applied_separately(a))
-        {
-            let current = &context.current_role;
-            if !apply_role_action(connection, current, declared, action, report)? {
-                apply_schema_action(connection, tenant, schema, action, report)?;
+    let later = run_after_commit(tenant, tenant_plan)?;
+    let (mut report, status) =
+        in_registry_transaction(context, tenant, tenant_plan, |connection, report| {
+            let declared = schema.role.as_ref();
+            for action in tenant_plan
+                .actions
+                .iter()
+                .filter(|a| !is_applied_separately(a))
+            {
+                let current = &context.current_role;
+                if !apply_role_action(connection, current, declared, action, report)? {
+                    apply_schema_action(connection, tenant, schema, action, report)?;
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        })?;
+    if !later.is_empty() {
+        // A migration that cannot run in a transaction, and those after it,
+        // run once the rest has committed; each batch is recorded right
+        // after it succeeds.
+        let mut connection =
+            db::checkout(&context.control).map_err(|error| TenantError::new("connect", error))?;
+        let role = schema.role.as_ref().map(|role| role.name.as_str());
+        let record_in = RecordIn::Tenant(&tenant.id);
+        migrate::run_in_schema(&mut connection, record_in, &schema.name, role, &later)?;
+        let last = report.len().saturating_sub(1);
+        report.insert(last, "✓ Migrations completed".to_string());
+    }
+    Ok((report, status))
+}
+
+/// Returns the planned migrations from the first one with
+/// `run_in_transaction = false` on, which cannot run in the tenant's
+/// transaction.
+fn run_after_commit<'a>(
+    tenant: &'a DesiredTenant,
+    tenant_plan: &TenantPlan,
+) -> Result<Vec<&'a Migration>, TenantError> {
+    let Some(names) = tenant_plan.actions.iter().find_map(|action| match action {
+        Action::RunMigrations { migrations } => Some(migrations),
+        _ => None,
+    }) else {
+        return Ok(Vec::new());
+    };
+    let pending = pending_of(tenant, names)?;
+    let first = pending.iter().position(|m| !m.run_in_transaction);
+    Ok(first.map_or_else(Vec::new, |first| pending[first..].to_vec()))
+}
+
+fn pending_of<'a>(
+    tenant: &'a DesiredTenant,
+    names: &[String],
+) -> Result<Vec<&'a Migration>, TenantError> {
+    let set = tenant
+        .migrations
+        .as_ref()
+        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+    migrate::pending(set, names)
 }
 
 fn apply_schema_action(
@@ -71,27 +118,24 @@ fn apply_schema_action(
     Ok(())
 }
 
-/// Runs the tenant's pending migrations in its schema as its role, so the
-/// role owns what they create, and records them.
+/// Runs the tenant's pending migrations up to the first one that cannot run
+/// in a transaction, in its schema as its role so the role owns what they
+/// create, and records them in the same transaction.
 fn run_migrations(
     connection: &mut PgConnection,
     tenant: &DesiredTenant,
     schema: &SchemaTarget,
     names: &[String],
 ) -> Result<(), TenantError> {
-    let set = tenant
-        .migrations
-        .as_ref()
-        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-    let pending = migrate::pending(set, names)?;
-    let role = schema.role.as_ref().map(|role| role.name.as_str());
-    migrate::run_in_schema(connection, &pending, &schema.name, role)?;
-    let applied: Vec<(&str, &str)> = pending
+    let pending = pending_of(tenant, names)?;
+    let end = pending
         .iter()
-        .map(|m| (m.version.as_str(), m.checksum.as_str()))
-        .collect();
-    registry::record_migrations(connection, &tenant.id, &applied)
-        .map_err(|error| TenantError::new("record migrations", error))
+        .position(|m| !m.run_in_transaction)
+        .unwrap_or(pending.len());
+    let role = schema.role.as_ref().map(|role| role.name.as_str());
+    let record_in = RecordIn::Tenant(&tenant.id);
+    migrate::run_in_schema(connection, record_in, &schema.name, role, &pending[..end])?;
+    Ok(())
 }
 
 /// Runs a role action (create, adopt, set password) of the tenant's
@@ -137,6 +181,7 @@ pub fn created_line(tenant: &DesiredTenant, tenant_plan: &TenantPlan) -> String 
         (TenantChange::Create, false) => format!("✓ Tenant '{}' created successfully", tenant.id),
         (TenantChange::Create, true) => format!("✓ Tenant '{}' registered", tenant.id),
         (TenantChange::Update, _) => format!("✓ Tenant '{}' updated", tenant.id),
+        (TenantChange::Destroy, _) => format!("✓ Tenant '{}' destroyed", tenant.id),
     }
 }
 

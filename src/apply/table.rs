@@ -107,13 +107,10 @@ fn run_shared_migrations(
         .as_ref()
         .ok_or_else(|| TenantError::new("shared migrations", "no migration folder"))?;
     let pending = migrate::pending(set, names)?;
-    migrate::run_in_schema(connection, &pending, &target.schema, None)?;
-    let applied: Vec<(&str, &str)> = pending
-        .iter()
-        .map(|m| (m.version.as_str(), m.checksum.as_str()))
-        .collect();
-    registry::record_shared_migrations(connection, &target.schema, &applied)
-        .map_err(|error| TenantError::new("record shared migrations", error))
+    migrate::reject_non_transactional(&pending)?;
+    let record_in = migrate::RecordIn::Shared(&target.schema);
+    migrate::run_in_schema(connection, record_in, &target.schema, None, &pending)?;
+    Ok(())
 }
 
 /// Lists the tables of the shared schema and whether each has the column.
@@ -135,7 +132,7 @@ fn shared_tables(
 
 /// Secures every table with the tenant column, including those the shared
 /// migrations just created; returns how many there are.
-fn secure_all_tables(
+pub fn secure_all_tables(
     connection: &mut PgConnection,
     target: &TablesTarget,
 ) -> Result<usize, TenantError> {
@@ -247,7 +244,7 @@ fn lock_shared_grants(connection: &mut PgConnection) -> Result<(), TenantError> 
 /// Gives the role exactly the privileges a tenant role has on the shared
 /// tables, fixes its tenant setting and strips SUPERUSER and BYPASSRLS,
 /// which would skip the policies.
-fn grant_table_role(
+pub fn grant_table_role(
     connection: &mut PgConnection,
     target: &TablesTarget,
     tenant_id: &str,

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
-use super::database::run_on;
+use super::migrate::run_in_open_database;
 use super::schema::{ensure_membership, execute};
 use super::{ApplyContext, TenantError};
 use crate::migrations::MigrationSet;
@@ -187,7 +187,7 @@ impl Maker<'_, '_> {
             &format!("GRANT CREATE ON SCHEMA public TO {ident}"),
         )?;
         let all: Vec<_> = set.migrations.iter().collect();
-        run_on(&mut connection, self.name, &all)?;
+        run_in_open_database(&mut connection, self.name, &all)?;
         drop(connection);
 
         // No session may connect to a template: one would block every copy.

@@ -27,6 +27,16 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         .as_ref()
         .map(|plan| plan.source.tenant_filter.clone())
         .unwrap_or_else(|| args.tenants.clone());
+    let removal = match &saved {
+        Some(plan) => super::plan::Removal {
+            prune: plan.source.prune,
+            drop_adopted: plan.source.drop_adopted,
+        },
+        None => super::plan::Removal {
+            prune: args.removal.prune,
+            drop_adopted: args.removal.drop_adopted,
+        },
+    };
     let refresh = saved
         .as_ref()
         .map_or(args.refresh, |plan| plan.source.refresh);
@@ -37,10 +47,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     let mut control = super::open_control(&control_url)?;
 
     let lock = ApplyLock::acquire(db::connect(&control_url)?, args.lock_timeout, |pid| {
-        let holder = pid
-            .map(|pid| format!(" (held by server process {pid})"))
-            .unwrap_or_default();
-        printer.error(&format!("Waiting for the apply lock{holder}..."));
+        super::report_lock_wait(printer, pid)
     })?;
     let planned = super::plan::compute_with(
         document,
@@ -49,6 +56,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         &mut control,
         &tenants,
         refresh,
+        removal,
     )?;
     drop(control);
 
@@ -57,11 +65,15 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     }
 
     printer.out(&render::to_text(&planned.plan));
+    let refused = refuse_protected(printer, &planned.plan);
     if !planned.plan.has_changes() {
         lock.release();
-        return Ok(0);
+        return Ok(if refused > 0 { 1 } else { 0 });
     }
-    if saved.is_none() && !args.auto_approve && !confirm(printer)? {
+    if saved.is_none()
+        && !args.auto_approve
+        && !(confirm(printer)? && confirm_removals(&planned.plan)?)
+    {
         lock.release();
         printer.error("Apply cancelled.");
         return Ok(1);
@@ -75,11 +87,18 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     } else {
         String::new()
     };
+    let destroyed = if outcome.destroyed > 0 {
+        format!(", {} destroyed", outcome.destroyed)
+    } else {
+        String::new()
+    };
     printer.out(&format!(
-        "\nApply complete: {} created, {} changed, {} failed{pending}.\n",
-        outcome.created, outcome.changed, outcome.failed
+        "\nApply complete: {} created, {} changed{destroyed}, {} failed{pending}.\n",
+        outcome.created,
+        outcome.changed,
+        outcome.failed + refused
     ));
-    Ok(if outcome.failed > 0 { 1 } else { 0 })
+    Ok(if outcome.failed + refused > 0 { 1 } else { 0 })
 }
 
 /// Picks the spec of a saved plan: `-f` when given (required for a plan made
@@ -167,17 +186,68 @@ pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -
     execute(&context, &planned.plan)
 }
 
-/// Asks for confirmation on a terminal; without one, `--auto-approve` is required.
-fn confirm(printer: &Printer) -> Result<bool> {
+/// Reports each undeclared tenant that prune keeps because of its deletion
+/// protection; returns how many there are.
+fn refuse_protected(printer: &Printer, plan: &crate::plan::Plan) -> usize {
+    if !plan.source.prune {
+        return 0;
+    }
+    let protected: Vec<_> = plan.undeclared.iter().filter(|t| t.protected).collect();
+    for tenant in &protected {
+        printer.error(&format!(
+            "✗ Tenant '{}' was not pruned: deletion_protection is on\n  hint: declare it again with deletion_protection = false, apply, then remove it from the spec",
+            tenant.id
+        ));
+    }
+    protected.len()
+}
+
+/// Asks the user to type the id of every tenant the plan destroys.
+pub fn confirm_removals(plan: &crate::plan::Plan) -> Result<bool> {
+    for tenant in plan
+        .tenants
+        .iter()
+        .filter(|tenant| tenant.change == crate::plan::action::TenantChange::Destroy)
+    {
+        if !confirm_removal(&tenant.id)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Asks the user to type a tenant's id before it is destroyed.
+pub fn confirm_removal(id: &str) -> Result<bool> {
+    let answer = ask(&format!(
+        "Tenant '{id}' and its data will be destroyed. Type its id to confirm: "
+    ))?;
+    Ok(answer.trim() == id)
+}
+
+/// Fails unless a person can answer: without a terminal, `--auto-approve`
+/// is required.
+pub fn require_terminal() -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::with_hint(
-            "apply needs confirmation, and standard input is not a terminal",
+            "this needs confirmation, and standard input is not a terminal",
             "review the plan and pass --auto-approve",
         ));
     }
+    Ok(())
+}
+
+/// Asks for confirmation on a terminal; without one, `--auto-approve` is required.
+pub fn confirm(printer: &Printer) -> Result<bool> {
+    require_terminal()?;
     let _ = printer;
+    let answer = ask("\nDo you want to apply these changes? (y/n): ")?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Prints a prompt on stderr and reads one line of standard input.
+fn ask(prompt: &str) -> Result<String> {
     let mut stderr = std::io::stderr();
-    let _ = write!(stderr, "\nDo you want to apply these changes? (y/n): ");
+    let _ = write!(stderr, "{prompt}");
     let _ = stderr.flush();
     let mut answer = String::new();
     let read = std::io::stdin()
@@ -189,5 +259,5 @@ fn confirm(printer: &Printer) -> Result<bool> {
             "Aborted: end of input; nothing was changed.".to_string(),
         ));
     }
-    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+    Ok(answer)
 }

@@ -769,6 +769,7 @@ fn provision(
         control_url.to_string(),
         &mut control,
         std::slice::from_ref(&id),
+        super::plan::Removal::default(),
     )?;
     drop(control);
     if let Some(existing) = planned

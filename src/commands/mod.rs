@@ -2,7 +2,14 @@
 
 pub mod apply;
 pub mod create;
+pub mod create_superuser;
+pub mod destroy;
+pub mod exec;
+pub mod list;
+pub mod migrate;
 pub mod plan;
+pub mod shell;
+pub mod show;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -62,6 +69,41 @@ pub fn load_desired(args: &SpecArgs, ask: bool) -> Result<(Document, Desired)> {
     Ok((document, desired))
 }
 
+/// Loads the spec when `-f` names one or a default spec file exists, for
+/// commands that also work from the registry alone. Secrets that cannot be
+/// read are left out, not asked for. With `required`, a missing spec is an
+/// error.
+pub fn load_spec_if_any(args: &SpecArgs, required: bool) -> Result<Option<(Document, Desired)>> {
+    let has_default = DEFAULT_SPEC_FILES
+        .iter()
+        .any(|name| std::path::Path::new(name).is_file());
+    if args.file.is_none() && !has_default && !required {
+        return Ok(None);
+    }
+    let path = spec_path(args)?;
+    let document = load::load_path(&path, args.format)?;
+    let desired = validate(
+        &document,
+        ValidateOptions {
+            missing_is_error: false,
+        },
+    )?;
+    Ok(Some((document, desired)))
+}
+
+/// Returns a tenant's registry record, or an error naming the id.
+pub fn find_tenant<'a>(
+    state: &'a crate::state::registry::RegistryState,
+    id: &str,
+) -> Result<&'a crate::state::registry::TenantRecord> {
+    state.tenants.get(id).ok_or_else(|| {
+        Error::with_hint(
+            format!("Tenant '{id}' not found"),
+            "list the registered tenants with tenantctl list",
+        )
+    })
+}
+
 /// Checks that every `--tenant` id is declared, before any connection.
 pub fn check_tenant_filter(desired: &Desired, tenants: &[String]) -> Result<()> {
     let unknown: Vec<&str> = tenants
@@ -108,4 +150,12 @@ pub fn print_warnings(printer: &crate::output::Printer, desired: &Desired) {
     for warning in &desired.warnings {
         printer.warn(warning);
     }
+}
+
+/// Tells the user that another run holds the apply lock.
+pub fn report_lock_wait(printer: &crate::output::Printer, pid: Option<i32>) {
+    let holder = pid
+        .map(|pid| format!(" (held by server process {pid})"))
+        .unwrap_or_default();
+    printer.error(&format!("Waiting for the apply lock{holder}..."));
 }

@@ -24,8 +24,20 @@ pub struct Planned {
     pub control_url: String,
 }
 
+/// Whether a plan removes tenants the spec no longer declares, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Removal {
+    pub prune: bool,
+    pub drop_adopted: bool,
+}
+
 /// Describes the spec a plan was made from.
-pub fn plan_source(document: &Document, control_url: &str, tenants: &[String]) -> PlanSource {
+pub fn plan_source(
+    document: &Document,
+    control_url: &str,
+    tenants: &[String],
+    removal: Removal,
+) -> PlanSource {
     PlanSource {
         spec_path: document
             .path
@@ -34,6 +46,21 @@ pub fn plan_source(document: &Document, control_url: &str, tenants: &[String]) -
         spec_digest: hex::encode(Sha256::digest(document.text.as_bytes())),
         tenant_filter: tenants.to_vec(),
         control: db::redact(control_url),
+        prune: removal.prune,
+        drop_adopted: removal.drop_adopted,
+        refresh: false,
+    }
+}
+
+/// Describes a plan made from the registry alone, such as `destroy`'s.
+pub fn plan_source_without_spec(control_url: &str) -> PlanSource {
+    PlanSource {
+        spec_path: None,
+        spec_digest: String::new(),
+        tenant_filter: Vec::new(),
+        control: db::redact(control_url),
+        prune: false,
+        drop_adopted: false,
         refresh: false,
     }
 }
@@ -45,8 +72,17 @@ pub fn compute(
     control_url: String,
     control: &mut diesel::PgConnection,
     tenants: &[String],
+    removal: Removal,
 ) -> Result<Planned> {
-    compute_with(document, desired, control_url, control, tenants, false)
+    compute_with(
+        document,
+        desired,
+        control_url,
+        control,
+        tenants,
+        false,
+        removal,
+    )
 }
 
 /// Reads the state and diffs it against the spec. With `refresh`, it also
@@ -58,13 +94,14 @@ pub fn compute_with(
     control: &mut diesel::PgConnection,
     tenants: &[String],
     refresh: bool,
+    removal: Removal,
 ) -> Result<Planned> {
     let servers = Servers::resolve(&desired, &control_url)?;
     let mut actual = state::inspect(&desired, &servers, control)?;
     if refresh {
         state::local::refresh(&desired, &servers, &mut actual, control, tenants)?;
     }
-    let mut source = plan_source(&document, &control_url, tenants);
+    let mut source = plan_source(&document, &control_url, tenants, removal);
     source.refresh = refresh;
     let plan = diff(DiffContext {
         desired: &desired,
@@ -92,6 +129,10 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
     }
     let control_url = super::control_url(global, Some(&desired));
     let mut control = super::open_control(&control_url)?;
+    let removal = Removal {
+        prune: args.removal.prune,
+        drop_adopted: args.removal.drop_adopted,
+    };
     let planned = compute_with(
         document,
         desired,
@@ -99,6 +140,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
         &mut control,
         &args.tenants,
         args.refresh,
+        removal,
     )?;
     if args.json {
         printer.out(&format!("{}\n", render::to_json(&planned.plan)));

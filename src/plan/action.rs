@@ -93,6 +93,23 @@ pub enum Action {
     UpdateProtection { to: bool },
     /// Marks a tenant whose earlier apply failed or stopped as ready.
     MarkReady { from: String },
+    /// Drops a tenant database, terminating its sessions.
+    DropDatabase { database: String, server: String },
+    /// Drops a tenant schema and everything in it.
+    DropSchema { schema: String },
+    /// Deletes a table tenant's rows from every shared table that has the
+    /// tenant column.
+    DeleteRows { schema: String, column: String },
+    /// Unlinks every Redis key that starts with the prefix.
+    DeleteKeys { prefix: String },
+    /// Deletes a Redis ACL user.
+    DeleteAclUser { user: String },
+    /// Drops a login role after taking its privileges away.
+    DropRole { role: String, server: String },
+    /// Leaves an adopted object (`kind:name`) in place and forgets it.
+    Detach { object: String },
+    /// Removes the tenant from the registry, with its migration records.
+    Unregister,
 }
 
 /// Whether an action adds, changes or removes something.
@@ -126,6 +143,13 @@ impl Action {
                     Effect::Add
                 }
             }
+            Action::DropDatabase { .. }
+            | Action::DropSchema { .. }
+            | Action::DeleteRows { .. }
+            | Action::DeleteKeys { .. }
+            | Action::DeleteAclUser { .. }
+            | Action::DropRole { .. }
+            | Action::Unregister => Effect::Destroy,
             Action::GrantTableRole { because, .. } => {
                 if because.is_empty() {
                     Effect::Add
@@ -144,6 +168,8 @@ impl Action {
 pub enum TenantChange {
     Create,
     Update,
+    /// The tenant is removed: `apply --prune` or `destroy`.
+    Destroy,
 }
 
 /// The actions of one tenant.
@@ -183,6 +209,9 @@ impl TenantPlan {
 pub struct Undeclared {
     pub id: String,
     pub isolation: String,
+    /// Whether deletion protection keeps the tenant from being pruned.
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// Counts of the plan's actions.
@@ -205,6 +234,12 @@ pub struct PlanSource {
     pub tenant_filter: Vec<String>,
     /// Control database URL without its password.
     pub control: String,
+    /// Whether the plan removes tenants the spec no longer declares.
+    #[serde(default)]
+    pub prune: bool,
+    /// Whether removal drops adopted objects instead of detaching them.
+    #[serde(default)]
+    pub drop_adopted: bool,
     /// Whether the plan also read each database tenant's own migration
     /// table (`plan --refresh`); applying the saved plan reads it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -8,12 +8,14 @@ use serde_json::json;
 use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, SharedPlan, TenantChange, TenantPlan, Undeclared,
 };
+use super::pending::Drift;
 use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
 use crate::acl::DesiredUser;
 use crate::apply::template;
 use crate::spec::desired::{DatabaseTarget, Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
+use crate::spec::validate::DEFAULT_TENANT_COLUMN;
 use crate::sql::scram_matches;
 use crate::state::catalog::{SchemaInfo, ServerCatalog};
 use crate::state::registry::{self, STATUS_FAILED, STATUS_READY, TenantRecord};
@@ -121,17 +123,38 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
         .iter()
         .map(|tenant| tenant.id.as_str())
         .collect();
-    let mut undeclared: Vec<Undeclared> = actual
-        .registry
-        .tenants
-        .values()
-        .filter(|record| !declared.contains(record.id.as_str()) && selected(&record.id))
-        .map(|record| Undeclared {
+    let mut undeclared: Vec<Undeclared> = Vec::new();
+    let mut removed: Vec<TenantPlan> = Vec::new();
+    for record in actual.registry.tenants.values() {
+        if declared.contains(record.id.as_str()) || !selected(&record.id) {
+            continue;
+        }
+        if source.prune && !record.deletion_protection {
+            let superusers = actual
+                .registry
+                .superusers
+                .get(&record.id)
+                .map_or(&[][..], Vec::as_slice);
+            let context = super::removal::RemovalContext {
+                control_key: &servers.control_key,
+                column: desired
+                    .tables
+                    .as_ref()
+                    .map_or(DEFAULT_TENANT_COLUMN, |tables| tables.column.as_str()),
+                drop_adopted: source.drop_adopted,
+            };
+            removed.push(super::removal::tenant_plan(record, superusers, context));
+            continue;
+        }
+        undeclared.push(Undeclared {
             id: record.id.clone(),
             isolation: record.isolation.clone(),
-        })
-        .collect();
+            protected: record.deletion_protection,
+        });
+    }
     undeclared.sort_by(|left, right| left.id.cmp(&right.id));
+    removed.sort_by(|left, right| left.id.cmp(&right.id));
+    tenants.extend(removed);
 
     if let Some(current) = &actual.control.current
         && current.verifies_passwords_warning()
@@ -696,28 +719,22 @@ pub fn pending_migrations(
     kind: &str,
     notes: &mut Vec<String>,
 ) -> Vec<String> {
-    for (version, checksum) in applied {
-        match set.get(version) {
-            Some(migration) if &migration.checksum != checksum => notes.push(format!(
-                "{kind} {version} was changed after it was applied ({}); it is not run again",
-                migration.path.join("up.sql").display()
-            )),
-            None => notes.push(format!(
-                "{kind} {version} is recorded as applied but is missing from {}",
-                set.dir.display()
-            )),
-            _ => {}
-        }
-    }
-    let applied_versions: HashSet<&str> = applied
+    let comparison = super::pending::compare(set, applied);
+    notes.extend(drift_notes(&comparison.drift, kind));
+    comparison
+        .pending
         .iter()
-        .map(|(version, _)| version.as_str())
-        .collect();
-    set.migrations
-        .iter()
-        .filter(|migration| !applied_versions.contains(migration.version.as_str()))
         .map(|migration| migration.name.clone())
         .collect()
+}
+
+/// Returns the plan notes of applied migrations that were changed or
+/// removed since, naming each migration as `kind`.
+fn drift_notes<'a>(drift: &'a [Drift], kind: &'a str) -> impl Iterator<Item = String> + 'a {
+    drift.iter().map(move |item| match item {
+        Drift::Changed { .. } => format!("{}; it is not run again", item.describe(kind)),
+        Drift::Missing { .. } => item.describe(kind),
+    })
 }
 
 /// Lists `key: old -> new` for every configuration key that differs.

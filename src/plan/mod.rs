@@ -2,7 +2,9 @@
 
 pub mod action;
 pub mod diff;
+pub mod pending;
 pub mod refresh;
+pub mod removal;
 pub mod render;
 pub mod shared;
 

@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 use super::action::{Action, Effect, Plan, SharedPlan, TenantChange};
 
-fn sign(action: &Action) -> &'static str {
+/// Returns the mark shown before an action: `+` add, `~` change, `-` destroy,
+/// `<=` adopt.
+pub fn sign(action: &Action) -> &'static str {
     match action {
         Action::AdoptRole { .. } | Action::AdoptDatabase { .. } | Action::AdoptSchema { .. } => {
             "<="
@@ -92,6 +94,18 @@ pub fn describe(action: &Action) -> String {
         Action::UpdateConfig { changes } => format!("config: {}", changes.join(", ")),
         Action::UpdateProtection { to } => format!("deletion_protection: {} -> {to}", !to),
         Action::MarkReady { from } => format!("status: {from} -> ready"),
+        Action::DropDatabase { database, server } => {
+            format!("database \"{database}\" on {server} (its sessions are terminated)")
+        }
+        Action::DropSchema { schema } => format!("schema \"{schema}\" and everything in it"),
+        Action::DeleteRows { schema, column } => {
+            format!("rows of the tenant in every table of \"{schema}\" with column \"{column}\"")
+        }
+        Action::DeleteKeys { prefix } => format!("Redis keys \"{prefix}*\""),
+        Action::DeleteAclUser { user } => format!("Redis ACL user \"{user}\""),
+        Action::DropRole { role, server } => format!("role \"{role}\" on {server}"),
+        Action::Detach { object } => format!("{object} (adopted; detached, not dropped)"),
+        Action::Unregister => "registry record and migration records".to_string(),
     }
 }
 
@@ -128,6 +142,7 @@ pub fn to_text(plan: &Plan) -> String {
             (_, true) => "has notes",
             (TenantChange::Create, false) => "will be created",
             (TenantChange::Update, false) => "will be updated in place",
+            (TenantChange::Destroy, false) => "will be destroyed",
         };
         let _ = writeln!(
             out,
@@ -146,9 +161,16 @@ pub fn to_text(plan: &Plan) -> String {
         out.push('\n');
     }
     for tenant in &plan.undeclared {
+        let why = if tenant.protected {
+            "; deletion_protection keeps it (set it to false in the spec and apply first)"
+        } else if plan.source.prune {
+            ""
+        } else {
+            "; it is kept (apply --prune removes it)"
+        };
         let _ = writeln!(
             out,
-            "  # tenant \"{}\" ({}) is no longer declared in the spec; it is kept\n",
+            "  # tenant \"{}\" ({}) is no longer declared in the spec{why}\n",
             tenant.id, tenant.isolation
         );
     }

@@ -33,6 +33,24 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// A desired state that declares nothing, for commands run on the
+    /// registry alone.
+    pub fn empty() -> Desired {
+        Desired {
+            origin: "(no spec)".to_string(),
+            base_dir: PathBuf::from("."),
+            path: None,
+            control_url: None,
+            servers: BTreeMap::new(),
+            redis_url: None,
+            tables: None,
+            tenants: Vec::new(),
+            missing: Vec::new(),
+            warnings: Vec::new(),
+            index: OnceLock::new(),
+        }
+    }
+
     /// Finds a tenant by id.
     pub fn tenant(&self, id: &str) -> Option<&DesiredTenant> {
         let index = self.index.get_or_init(|| {
@@ -109,12 +127,28 @@ pub struct CacheTarget {
 }
 
 /// Shared tables of table tenants.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TablesTarget {
     pub schema: String,
     pub column: String,
     pub setting: String,
     pub migrations: Option<Arc<MigrationSet>>,
+}
+
+impl TablesTarget {
+    /// Returns the spec's `[tables]`, or without one the shared tables of
+    /// `schema` with the default column and setting.
+    pub fn of_spec_or(desired: Option<&Desired>, schema: Option<&str>) -> TablesTarget {
+        if let Some(tables) = desired.and_then(|desired| desired.tables.as_ref()) {
+            return tables.clone();
+        }
+        TablesTarget {
+            schema: schema.unwrap_or("public").to_string(),
+            column: super::validate::DEFAULT_TENANT_COLUMN.to_string(),
+            setting: super::validate::DEFAULT_TENANT_SETTING.to_string(),
+            migrations: None,
+        }
+    }
 }
 
 /// A required value the spec does not give.

@@ -422,7 +422,7 @@ impl<'a> Builder<'a> {
         let column = tables
             .column
             .clone()
-            .unwrap_or_else(|| "tenant_id".to_string());
+            .unwrap_or_else(|| DEFAULT_TENANT_COLUMN.to_string());
         if let Err(reason) = check_name(&column) {
             self.error(
                 "/tables/column",
@@ -432,7 +432,7 @@ impl<'a> Builder<'a> {
         let setting = tables
             .setting
             .clone()
-            .unwrap_or_else(|| "app.tenant_id".to_string());
+            .unwrap_or_else(|| DEFAULT_TENANT_SETTING.to_string());
         let valid_setting = setting
             .split_once('.')
             .is_some_and(|(prefix, name)| check_name(prefix).is_ok() && check_name(name).is_ok());
@@ -928,6 +928,14 @@ pub fn check_host(host: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Column of the shared tables that carries the tenant id, unless
+/// `[tables] column` names another.
+pub const DEFAULT_TENANT_COLUMN: &str = "tenant_id";
+
+/// Setting that carries the current tenant id, unless `[tables] setting`
+/// names another.
+pub const DEFAULT_TENANT_SETTING: &str = "app.tenant_id";
 
 /// Checks a Redis key prefix: it ends with `:` and contains no glob
 /// characters, spaces or control characters, so it can be used in ACL key

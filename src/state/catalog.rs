@@ -195,3 +195,17 @@ pub fn read_control(connection: &mut PgConnection) -> Result<ControlCatalog> {
         current: Some(current),
     })
 }
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// Reads the names of a server's databases.
+pub fn database_names(connection: &mut PgConnection) -> Result<HashSet<String>> {
+    let rows: Vec<Name> = diesel::sql_query("SELECT datname::text AS name FROM pg_database")
+        .load(connection)
+        .map_err(Error::query("cannot read pg_database"))?;
+    Ok(rows.into_iter().map(|row| row.name).collect())
+}

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 
+/// A connection checked out of a [`PgPool`].
+pub type PooledConnection = diesel::r2d2::PooledConnection<ConnectionManager<PgConnection>>;
+
 /// Default control database when neither flag, environment nor spec names one.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -76,6 +79,50 @@ pub fn with_database(url: &str, database: &str) -> Result<String> {
     let mut parsed = parse(url)?;
     parsed.set_path(&format!("/{}", utf8_percent_encode(database)));
     Ok(parsed.to_string())
+}
+
+/// Returns the URL with another user and no password, for showing how to
+/// connect as that user.
+pub fn with_user(url: &str, user: &str) -> Result<String> {
+    let mut parsed = parse(url)?;
+    let invalid = |_| Error::other(format!("cannot set a user on URL {}", redact(url)));
+    parsed.set_username(user).map_err(invalid)?;
+    parsed.set_password(None).map_err(invalid)?;
+    Ok(parsed.to_string())
+}
+
+/// Returns the user name and password of a URL, percent-decoded.
+pub fn credentials(url: &str) -> Result<(String, Option<crate::spec::secret::Secret>)> {
+    let parsed = parse(url)?;
+    let user = percent_decode(parsed.username());
+    let password = parsed
+        .password()
+        .map(|password| crate::spec::secret::Secret::new(percent_decode(password)));
+    Ok((user, password))
+}
+
+/// Decodes `%XX` escapes of a URL part; unlike form decoding, `+` stays `+`.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// Returns the URL with another host and port.
@@ -192,9 +239,7 @@ pub fn pool(url: &str, size: u32) -> Result<PgPool> {
 }
 
 /// Checks a pooled connection out; the session is reset to its defaults.
-pub fn checkout(
-    pool: &PgPool,
-) -> Result<diesel::r2d2::PooledConnection<ConnectionManager<PgConnection>>> {
+pub fn checkout(pool: &PgPool) -> Result<PooledConnection> {
     let mut connection = pool.get().map_err(|error| Error::Connect {
         url: "(pool)".to_string(),
         reason: error.to_string(),
@@ -219,6 +264,17 @@ mod tests {
         assert_eq!(
             redact("postgres://u@h/db?sslmode=disable&password=secret"),
             "postgres://u@h/db?sslmode=disable&password=***"
+        );
+    }
+
+    #[test]
+    fn credentials_percent_decoded() {
+        let (user, password) = credentials("postgres://a%40b:p%2Bq+r@h/db").unwrap();
+        assert_eq!(user, "a@b");
+        assert_eq!(password.unwrap().expose(), "p+q+r");
+        assert_eq!(
+            with_user("postgres://u:secret@h:1/db", "admin").unwrap(),
+            "postgres://admin@h:1/db"
         );
     }
 

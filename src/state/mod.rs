@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod db;
 pub mod local;
+pub mod location;
 pub mod redis;
 pub mod registry;
 pub mod tables;
@@ -16,6 +17,7 @@ use diesel::PgConnection;
 use diesel::connection::{Connection, InstrumentationEvent};
 
 use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
 use crate::spec::desired::{DatabaseTarget, Desired};
 use crate::spec::model::Isolation;
 
@@ -35,6 +37,10 @@ pub struct Servers {
     pub control_key: String,
     pub control_url: String,
     pub by_key: BTreeMap<String, Server>,
+    /// The spec's `[servers.HOST]` admin URLs, resolved on first use for a
+    /// server no declared tenant names, such as a removed tenant's.
+    named: BTreeMap<String, crate::spec::model::SecretSource>,
+    base_dir: std::path::PathBuf,
     /// The Redis server, when a tenant has a Redis ACL user.
     pub redis: Option<redis::RedisTarget>,
 }
@@ -88,12 +94,62 @@ impl Servers {
             control_key,
             control_url: control_url.to_string(),
             by_key,
+            named: desired.servers.clone(),
+            base_dir: desired.base_dir.clone(),
             redis: redis::RedisTarget::resolve(desired)?,
         })
     }
 
     pub fn get(&self, key: &str) -> Option<&Server> {
         self.by_key.get(key)
+    }
+
+    /// Knows only the control server, for commands run without a spec.
+    pub fn control_only(control_url: &str) -> Result<Servers> {
+        let (host, port) = db::host_port(control_url)?;
+        let control_key = format!("{host}:{port}");
+        let server = Server {
+            key: control_key.clone(),
+            admin_url: control_url.to_string(),
+        };
+        Ok(Servers {
+            control_key: control_key.clone(),
+            control_url: control_url.to_string(),
+            by_key: BTreeMap::from([(control_key, server)]),
+            named: BTreeMap::new(),
+            base_dir: std::path::PathBuf::from("."),
+            redis: None,
+        })
+    }
+
+    /// Returns the admin URL of a server by its `host:port` key: the spec's
+    /// `[servers.HOST]` entry, or, as [`Servers::resolve`] does, the control
+    /// URL pointed at that host and database `postgres`.
+    pub fn admin_url(&self, key: &str) -> Result<String> {
+        if let Some(server) = self.by_key.get(key) {
+            return Ok(server.admin_url.clone());
+        }
+        let (host, port) = key
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| Error::other(format!("invalid server `{key}` in the registry")))?;
+        match self.named.get(host) {
+            Some(source) => source
+                .resolve(&self.base_dir)
+                .map(|url| url.expose().to_string())
+                .map_err(|problem| {
+                    Error::other(format!(
+                        "cannot read the admin URL of server `{host}`: {problem}"
+                    ))
+                }),
+            None => db::with_database(&db::with_host(&self.control_url, host, port)?, "postgres"),
+        }
+    }
+
+    /// Returns the URL of a tenant database on a server, with the admin's
+    /// credentials.
+    pub fn database_url(&self, key: &str, database: &str) -> Result<String> {
+        db::with_database(&self.admin_url(key)?, database)
     }
 }
 
@@ -111,6 +167,33 @@ pub fn server_key(database: &DatabaseTarget, control_key: &str) -> String {
             format!("{host}:{port}")
         }
     }
+}
+
+/// Reads, in one query, the applied migrations of the tenants whose
+/// recorded digest differs from their folder's; tenants without a record or
+/// with a matching one need no read.
+pub fn read_stale_applied<'a>(
+    control: &mut PgConnection,
+    registry_state: &registry::RegistryState,
+    tenants: impl IntoIterator<Item = (&'a str, &'a MigrationSet)>,
+) -> Result<HashMap<String, Vec<(String, String)>>> {
+    let mut digests: HashMap<&std::path::Path, String> = HashMap::new();
+    let mut stale = Vec::new();
+    for (id, set) in tenants {
+        let Some(summary) = registry_state.applied.get(id) else {
+            continue;
+        };
+        let digest = digests
+            .entry(set.dir.as_path())
+            .or_insert_with(|| crate::plan::diff::set_digest(set));
+        if summary.digest != *digest {
+            stale.push(id.to_string());
+        }
+    }
+    if stale.is_empty() {
+        return Ok(HashMap::new());
+    }
+    registry::applied_migrations(control, &stale)
 }
 
 /// What exists now.
@@ -177,34 +260,14 @@ fn read_actual(
     let registry_state = registry::read_state(control)?;
     let control_catalog = catalog::read_control(control)?;
 
-    let mut details_needed = Vec::new();
-    // Tenants share a few migration sets: each set's digest is computed once.
-    let mut expected_digests: HashMap<&str, String> = HashMap::new();
-    for tenant in &desired.tenants {
-        let Some(set) = &tenant.migrations else {
-            continue;
-        };
-        let Some(summary) = registry_state.applied.get(&tenant.id) else {
-            continue;
-        };
-        let expected = expected_digests
-            .entry(set.digest.as_str())
-            .or_insert_with(|| {
-                registry::applied_digest(
-                    set.migrations
-                        .iter()
-                        .map(|m| (m.version.as_str(), m.checksum.as_str())),
-                )
-            });
-        if summary.digest != *expected {
-            details_needed.push(tenant.id.clone());
-        }
-    }
-    let applied_details = if details_needed.is_empty() {
-        HashMap::new()
-    } else {
-        registry::applied_migrations(control, &details_needed)?
-    };
+    let applied_details = read_stale_applied(
+        control,
+        &registry_state,
+        desired.tenants.iter().filter_map(|tenant| {
+            let set = tenant.migrations.as_deref()?;
+            Some((tenant.id.as_str(), set))
+        }),
+    )?;
 
     let mut server_catalogs = HashMap::new();
     server_catalogs.insert(

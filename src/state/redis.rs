@@ -41,17 +41,27 @@ impl RedisTarget {
         if !needed {
             return Ok(None);
         }
+        RedisTarget::from_spec(Some(desired)).map(Some)
+    }
+
+    /// Picks the Redis URL whether or not a tenant needs it:
+    /// `TENANTCTL_REDIS_URL`, then `[redis] url` of the spec, if any, then
+    /// the default.
+    pub fn from_spec(desired: Option<&Desired>) -> Result<RedisTarget> {
         let from_env = std::env::var(REDIS_URL_ENV)
             .ok()
             .filter(|url| !url.is_empty());
-        let url = match (from_env, &desired.redis_url) {
+        let source = desired.and_then(|desired| Some((desired.redis_url.as_ref()?, desired)));
+        let url = match (from_env, source) {
             (Some(url), _) => Secret::new(url),
-            (None, Some(source)) => source.resolve(&desired.base_dir).map_err(|problem| {
-                Error::with_hint(
-                    format!("cannot read the Redis URL ([redis] url): {problem}"),
-                    format!("set it in the spec or in {REDIS_URL_ENV}"),
-                )
-            })?,
+            (None, Some((source, desired))) => {
+                source.resolve(&desired.base_dir).map_err(|problem| {
+                    Error::with_hint(
+                        format!("cannot read the Redis URL ([redis] url): {problem}"),
+                        format!("set it in the spec or in {REDIS_URL_ENV}"),
+                    )
+                })?
+            }
             (None, None) => Secret::new(DEFAULT_REDIS_URL),
         };
         let display = redact(url.expose());
@@ -61,7 +71,20 @@ impl RedisTarget {
                 "write it as redis://[USER:PASSWORD@]HOST:PORT[/DB]",
             )
         })?;
-        Ok(Some(RedisTarget { url, display }))
+        Ok(RedisTarget { url, display })
+    }
+
+    /// Returns the URL without its password, and the password, so a child
+    /// process gets the password in its environment only.
+    pub fn split_password(&self) -> (String, Option<Secret>) {
+        let Ok(mut parsed) = url::Url::parse(self.url.expose()) else {
+            return (self.display.clone(), None);
+        };
+        let password = parsed
+            .password()
+            .map(|password| Secret::new(crate::state::db::percent_decode(password)));
+        let _ = parsed.set_password(None);
+        (parsed.to_string(), password)
     }
 
     /// Returns a client for this server; the URL was checked by `resolve`.

@@ -66,6 +66,14 @@ pub mod schema {
     }
 
     diesel::table! {
+        tenantctl.superusers (tenant_id, role_name) {
+            tenant_id -> Text,
+            role_name -> Text,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         tenantctl.templates (server, name) {
             server -> Text,
             name -> Text,
@@ -79,7 +87,7 @@ pub mod schema {
     diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_migrations);
 }
 
-use schema::{events, shared_migrations, templates, tenant_migrations, tenants};
+use schema::{events, shared_migrations, superusers, templates, tenant_migrations, tenants};
 
 /// Tenant status as the registry stores it.
 pub const STATUS_READY: &str = "ready";
@@ -144,6 +152,8 @@ pub struct AppliedSummary {
 pub struct RegistryState {
     pub tenants: HashMap<String, TenantRecord>,
     pub applied: HashMap<String, AppliedSummary>,
+    /// Roles made by create-superuser, by tenant id.
+    pub superusers: HashMap<String, Vec<String>>,
 }
 
 /// Creates or upgrades the registry. An advisory lock keeps two processes
@@ -206,7 +216,15 @@ pub fn read_state(connection: &mut PgConnection) -> Result<RegistryState> {
         ))
         .load(connection)
         .map_err(Error::query("cannot read the registry"))?;
+    let superuser_rows: Vec<(String, String)> = superusers::table
+        .select((superusers::tenant_id, superusers::role_name))
+        .order((superusers::tenant_id, superusers::role_name))
+        .load(connection)
+        .map_err(Error::query("cannot read the registry's superusers"))?;
     let mut state = RegistryState::default();
+    for (tenant, role) in superuser_rows {
+        state.superusers.entry(tenant).or_default().push(role);
+    }
     for (record, count, digest) in rows {
         if let Some(digest) = digest.filter(|_| count > 0) {
             let summary = AppliedSummary {
@@ -455,4 +473,56 @@ pub fn applied_digest<'a>(applied: impl IntoIterator<Item = (&'a str, &'a str)>)
         .map(|(version, checksum)| format!("{version}:{checksum}"))
         .collect();
     hex::encode(Md5::digest(lines.join("\n").as_bytes()))
+}
+
+/// One recorded migration of a tenant.
+#[derive(Debug, Clone, Queryable, serde::Serialize)]
+pub struct AppliedMigration {
+    pub version: String,
+    pub checksum: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// Reads the recorded migrations of one tenant, in version order.
+pub fn tenant_migrations_of(
+    connection: &mut PgConnection,
+    id: &str,
+) -> Result<Vec<AppliedMigration>> {
+    tenant_migrations::table
+        .filter(tenant_migrations::tenant_id.eq(id))
+        .select((
+            tenant_migrations::version,
+            tenant_migrations::checksum,
+            tenant_migrations::applied_at,
+        ))
+        .order(tenant_migrations::version)
+        .load(connection)
+        .map_err(Error::query("cannot read the registry's migration records"))
+}
+
+/// Returns the tenant a superuser role was made for, if any.
+pub fn superuser_tenant(connection: &mut PgConnection, role: &str) -> Result<Option<String>> {
+    superusers::table
+        .filter(superusers::role_name.eq(role))
+        .select(superusers::tenant_id)
+        .first(connection)
+        .optional()
+        .map_err(Error::query("cannot read the registry's superusers"))
+}
+
+/// Records a superuser role of a tenant.
+pub fn record_superuser(connection: &mut PgConnection, id: &str, role: &str) -> QueryResult<()> {
+    diesel::insert_into(superusers::table)
+        .values((superusers::tenant_id.eq(id), superusers::role_name.eq(role)))
+        .on_conflict_do_nothing()
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Deletes a tenant's registry row; its migration and superuser records go
+/// with it, its events stay.
+pub fn delete_tenant(connection: &mut PgConnection, id: &str) -> QueryResult<()> {
+    diesel::delete(tenants::table.find(id))
+        .execute(connection)
+        .map(|_| ())
 }
