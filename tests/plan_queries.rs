@@ -1,6 +1,7 @@
 //! `plan` reads the state in bulk: the number of SQL statements it sends does
 //! not grow with the number of tenants, and the per-tenant summary of applied
-//! migrations that makes this possible stays exact.
+//! migrations that makes this possible stays exact through `apply` and
+//! `migrate`.
 
 mod support;
 
@@ -64,12 +65,24 @@ fn plan_statements_stay_constant_and_summaries_exact() {
         "{plan}"
     );
 
-    // Removing a record by hand makes that migration pending again.
+    // `migrate` records each tenant's new migration with its event.
     write_migration(&mig, "2_notes", "CREATE TABLE notes (id int);");
+    write_migration(&mig, "3_tags", "CREATE TABLE tags (id int);");
+    let (output, _) = run(&env, &["migrate", "--all", "-f", "tenants.toml"]);
+    assert!(output.contains("Migrated 7 tenants"), "{output}");
+    let events = env.psql(
+        "SELECT count(*) FROM tenantctl.events WHERE action = 'migrate: 1 migration applied'",
+    );
+    assert_eq!(events, "7");
+    let (plan, _) = run(&env, &["plan", "-f", "tenants.toml"]);
+    assert!(plan.contains("No changes"), "{plan}");
+
+    // Removing a record by hand makes that migration pending again.
     env.psql(&format!(
         "DELETE FROM tenantctl.tenant_migrations WHERE tenant_id = '{}' AND version = '2'",
         env.id("s3")
     ));
     let (plan, _) = run(&env, &["plan", "-f", "tenants.toml"]);
     assert_eq!(plan.matches("2_notes").count(), 1, "{plan}");
+    assert!(!plan.contains("3_tags"), "{plan}");
 }

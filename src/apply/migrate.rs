@@ -102,6 +102,9 @@ pub enum RecordIn<'a> {
     Tenant(&'a str),
     /// The migrations of the shared tables of table tenants, by schema.
     Shared(&'a str),
+    /// The migrations `migrate` ran for one tenant, by id, recorded with
+    /// the event that logs them.
+    Migrated(&'a str),
 }
 
 impl RecordIn<'_> {
@@ -111,8 +114,22 @@ impl RecordIn<'_> {
             RecordIn::Shared(schema) => {
                 registry::record_shared_migrations(connection, schema, applied)
             }
+            RecordIn::Migrated(id) => registry::record_migrations_logged(
+                connection,
+                id,
+                applied,
+                &migrated_event(applied.len()),
+            ),
         }
     }
+}
+
+/// Returns the event `migrate` logs for a tenant it ran migrations for.
+pub fn migrated_event(count: usize) -> String {
+    format!(
+        "migrate: {} applied",
+        crate::output::plural(count, "migration")
+    )
 }
 
 /// Runs migrations on a control database connection, with `search_path` set

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{Error, Result};
@@ -328,6 +329,31 @@ pub fn record_migrations(
         .on_conflict_do_nothing()
         .execute(connection)
         .map(|_| ())
+}
+
+/// Records applied migrations of a tenant together with the event that logs
+/// them, in one statement: `migrate` then costs one round trip and one
+/// commit per tenant for the registry.
+pub fn record_migrations_logged(
+    connection: &mut PgConnection,
+    id: &str,
+    applied: &[(&str, &str)],
+    event: &str,
+) -> QueryResult<()> {
+    let (versions, checksums): (Vec<&str>, Vec<&str>) = applied.iter().copied().unzip();
+    diesel::sql_query(
+        "WITH recorded AS (\
+         INSERT INTO tenantctl.tenant_migrations (tenant_id, version, checksum) \
+         SELECT $1, version, checksum FROM unnest($2::text[], $3::text[]) AS m (version, checksum) \
+         ON CONFLICT DO NOTHING) \
+         INSERT INTO tenantctl.events (tenant_id, action, outcome) VALUES ($1, $4, 'ok')",
+    )
+    .bind::<Text, _>(id)
+    .bind::<Array<Text>, _>(versions)
+    .bind::<Array<Text>, _>(checksums)
+    .bind::<Text, _>(event)
+    .execute(connection)
+    .map(|_| ())
 }
 
 /// Records applied shared migrations of a table schema.
