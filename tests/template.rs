@@ -1,4 +1,4 @@
-//! Database tenants copied from a template database: the copy holds the
+//! Database tenants copied from a template database: the copy has the
 //! migrations, belongs to the tenant role and is recorded; a changed
 //! migration set gets a new template and the old one is dropped.
 
@@ -13,7 +13,7 @@ fn write_migration(dir: &Path, name: &str, sql: &str) {
     std::fs::write(dir.join(name).join("up.sql"), sql).unwrap();
 }
 
-/// A spec of database tenants that are copied from a template.
+/// Returns a spec of database tenants that are copied from a template.
 fn spec(env: &TestEnv, names: &[&str]) -> String {
     let mut text =
         "version = 1\n[defaults]\nisolation = \"database\"\nmigrations = \"mig\"\ntemplate = true\n"
@@ -114,9 +114,9 @@ fn database_tenants_from_a_template() {
     );
     apply(&env);
 
-    let made = templates(&env);
-    assert_eq!(made.len(), 1, "{made:?}");
-    assert!(first_plan.contains(&made[0]), "{first_plan}");
+    let first = templates(&env);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first_plan.contains(&first[0]), "{first_plan}");
     for name in ["a", "b"] {
         let id = env.id(name);
         assert_eq!(ownership(&env, name), (id.clone(), "1,2".to_string()));
@@ -128,7 +128,7 @@ fn database_tenants_from_a_template() {
                 "SELECT count(*) FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid \
                  WHERE d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                  AND r.rolname = {}",
-                quote_literal(&made[0])
+                quote_literal(&first[0])
             ),
         );
         assert_eq!(leftovers, "0");
@@ -148,14 +148,14 @@ fn database_tenants_from_a_template() {
     write_migration(&mig, "3_notes", "CREATE TABLE notes (id int);");
     env.write_spec("tenants.toml", &spec(&env, &["a", "b", "c"]));
     apply(&env);
-    let remade = templates(&env);
-    assert_eq!(remade.len(), 1, "{remade:?}");
-    assert_ne!(remade, made);
+    let second = templates(&env);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first);
     let old_role = env.psql_db(
         "postgres",
         &format!(
             "SELECT count(*) FROM pg_roles WHERE rolname = {}",
-            quote_literal(&made[0])
+            quote_literal(&first[0])
         ),
     );
     assert_eq!(old_role, "0");

@@ -6,7 +6,7 @@
 //!
 //! Contenders are interleaved (floor, tenantctl, floor, tenantctl, ...)
 //! and a CHECKPOINT runs before each timed step, because a shared disk
-//! drifts by up to 2x within one run; every ratio is printed with its median.
+//! drifts by up to 2x within one run. Every ratio is printed with its median.
 
 mod report;
 mod server;
@@ -77,9 +77,9 @@ struct Args {
     bench: bool,
 }
 
-/// A database of schema tenants kept from the create phase for the migrate
-/// phase, with the floor database made next to it.
-struct Kept {
+/// A control database of schema tenants made by the create phase, with the
+/// floor database made next to it; the migrate phase migrates both.
+struct Created {
     floor: String,
     control: String,
     parallelism: Option<u16>,
@@ -142,13 +142,13 @@ fn run(args: Args) -> Result<(), String> {
 
     let mut noop_per_tenant = None;
     if wants("create") || wants("migrate") {
-        let kept = bench.create_phase(&mut report)?;
+        let created = bench.create_phase(&mut report)?;
         if wants("migrate") {
-            noop_per_tenant = Some(bench.migrate_phase(&mut report, &kept)?);
+            noop_per_tenant = Some(bench.migrate_phase(&mut report, &created)?);
         }
-        for kept in kept {
-            bench.server.drop_database(&kept.floor)?;
-            bench.server.drop_database(&kept.control)?;
+        for created in created {
+            bench.server.drop_database(&created.floor)?;
+            bench.server.drop_database(&created.control)?;
         }
     }
     if wants("anchor") {
@@ -285,7 +285,7 @@ impl Bench {
         self.server.psql_file(database, file)
     }
 
-    fn create_phase(&self, report: &mut Report) -> Result<Vec<Kept>, String> {
+    fn create_phase(&self, report: &mut Report) -> Result<Vec<Created>, String> {
         let count = self.args.tenants;
         let ids = self.schema_ids(count);
         let spec = self.path("schemas.toml");
@@ -294,7 +294,7 @@ impl Bench {
         work::floor_sql(&floor_sql, &ids, &self.migrations.base_sql, true)?;
 
         let mut section = Section::new(format!("Create {count} schema tenants"), COMPARED);
-        let mut kept = Vec::new();
+        let mut created = Vec::new();
         let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 1..=self.args.rounds {
             for (slot, parallelism) in [Some(1), self.args.parallelism].into_iter().enumerate() {
@@ -310,7 +310,7 @@ impl Bench {
                 ratios[slot].push(run.seconds / floor);
                 let label = format!("tenantctl {}", describe(parallelism));
                 tool_row(&mut section, round, &label, &run, count, Some(floor));
-                kept.push(Kept {
+                created.push(Created {
                     floor: floor_db,
                     control,
                     parallelism,
@@ -333,12 +333,12 @@ impl Bench {
             Some(parallel < 1.0),
         );
         report.sections.push(section);
-        Ok(kept)
+        Ok(created)
     }
 
     /// Brings the new migrations to every tenant; returns the time per
     /// tenant of a run with nothing to apply, in milliseconds.
-    fn migrate_phase(&self, report: &mut Report, kept: &[Kept]) -> Result<f64, String> {
+    fn migrate_phase(&self, report: &mut Report, created: &[Created]) -> Result<f64, String> {
         let count = self.args.tenants;
         let ids = self.schema_ids(count);
         let spec = self.path("schemas-next.toml");
@@ -351,25 +351,25 @@ impl Bench {
             COMPARED,
         );
         let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        for (index, kept) in kept.iter().enumerate() {
+        for (index, created) in created.iter().enumerate() {
             eprintln!("migrate: run {}, floor", index + 1);
-            let floor = self.floor(&kept.floor, &floor_sql)?;
+            let floor = self.floor(&created.floor, &floor_sql)?;
             floor_row(&mut section, index + 1, floor, count);
             eprintln!(
                 "migrate: run {}, tenantctl {}",
                 index + 1,
-                describe(kept.parallelism)
+                describe(created.parallelism)
             );
-            let run = self.migrate(&kept.control, &spec, kept.parallelism, count)?;
-            let slot = usize::from(kept.parallelism != Some(1));
+            let run = self.migrate(&created.control, &spec, created.parallelism, count)?;
+            let slot = usize::from(created.parallelism != Some(1));
             ratios[slot].push(run.seconds / floor);
-            let label = format!("tenantctl {}", describe(kept.parallelism));
+            let label = format!("tenantctl {}", describe(created.parallelism));
             tool_row(&mut section, index + 1, &label, &run, count, Some(floor));
         }
         let mut noop = Vec::new();
-        for (index, kept) in kept.iter().enumerate() {
+        for (index, created) in created.iter().enumerate() {
             eprintln!("migrate: run {}, nothing to apply", index + 1);
-            let run = self.migrate(&kept.control, &spec, self.args.parallelism, 0)?;
+            let run = self.migrate(&created.control, &spec, self.args.parallelism, 0)?;
             noop.push(run.seconds * 1000.0 / count as f64);
             let label = "tenantctl, nothing to apply";
             tool_row(&mut section, index + 1, label, &run, count, None);
@@ -406,16 +406,8 @@ impl Bench {
         let ids = self.schema_ids(count);
         let spec = self.path("schemas-all.toml");
         work::schema_spec(&spec, &ids, &self.migrations.full)?;
-        let mut section = Section::new(
-            format!("Against django-tenants: {count} schema tenants, all migrations"),
-            &[
-                "contender",
-                "create, per tenant",
-                "nothing to apply, per tenant",
-            ],
-        );
-        let mut ours = Vec::new();
-        let mut ours_noop = Vec::new();
+
+        let mut ours = Ours::default();
         let mut theirs = None;
         for step in 0..3 {
             if step == 1 {
@@ -431,23 +423,50 @@ impl Bench {
                 }
                 continue;
             }
+
             let control = self.name("c");
             self.server.create_database(&control)?;
             eprintln!("anchor: tenantctl, {}", describe(self.args.parallelism));
             let run = self.apply(&control, &spec, self.args.parallelism, count)?;
-            ours.push(run.seconds * 1000.0 / count as f64);
+            ours.create_ms.push(run.seconds * 1000.0 / count as f64);
             let noop = self.migrate(&control, &spec, self.args.parallelism, 0)?;
-            ours_noop.push(noop.seconds * 1000.0 / count as f64);
+            ours.noop_ms.push(noop.seconds * 1000.0 / count as f64);
             self.server.drop_database(&control)?;
         }
-        let Some(theirs) = theirs else {
-            return Ok(());
-        };
+        if let Some(theirs) = theirs {
+            self.anchor_report(report, &ours, &theirs, noop_ms);
+        }
+        Ok(())
+    }
+
+    /// Adds the comparison with django-tenants to the report.
+    fn anchor_report(
+        &self,
+        report: &mut Report,
+        ours: &Ours,
+        theirs: &AnchorFigures,
+        noop_ms: Option<f64>,
+    ) {
+        let count = self.args.tenants;
+        let mut section = Section::new(
+            format!("Against django-tenants: {count} schema tenants, all migrations"),
+            &[
+                "contender",
+                "create, per tenant",
+                "nothing to apply, per tenant",
+            ],
+        );
         section.notes.push(format!(
             "tenantctl's run with nothing to apply is `{}`; django-tenants' is `migrate_schemas`.",
             self.migrate_command()
         ));
-        for (create, noop) in ours.iter().zip(&ours_noop) {
+        if let Some(noop) = noop_ms {
+            section.notes.push(format!(
+                "tenantctl with nothing to apply after the migrate phase: {noop:.2} ms per tenant."
+            ));
+        }
+
+        for (create, noop) in ours.create_ms.iter().zip(&ours.noop_ms) {
             section.row(vec![
                 format!("tenantctl, {}", describe(self.args.parallelism)),
                 format!("{create:.1} ms"),
@@ -465,13 +484,13 @@ impl Bench {
                     .map_or("-".into(), |ms| format!("{ms:.1} ms"))
             ),
         ]);
-        if let Some(noop) = noop_ms {
-            section.notes.push(format!(
-                "tenantctl with nothing to apply after the migrate phase: {noop:.2} ms per tenant."
-            ));
-        }
-        let create_ratios: Vec<f64> = ours.iter().map(|ms| theirs.create_ms / ms).collect();
-        let noop_ratios: Vec<f64> = ours_noop.iter().map(|ms| theirs.noop_ms / ms).collect();
+
+        let create_ratios: Vec<f64> = ours
+            .create_ms
+            .iter()
+            .map(|ms| theirs.create_ms / ms)
+            .collect();
+        let noop_ratios: Vec<f64> = ours.noop_ms.iter().map(|ms| theirs.noop_ms / ms).collect();
         report.verdict(
             "against django-tenants, create: at least 5x faster",
             ratios_with_median(&create_ratios),
@@ -483,7 +502,7 @@ impl Bench {
             Some(median(&noop_ratios).unwrap_or(0.0) >= 100.0),
         );
         if let Some(parallel) = theirs.noop_parallel_ms {
-            let ratios: Vec<f64> = ours_noop.iter().map(|ms| parallel / ms).collect();
+            let ratios: Vec<f64> = ours.noop_ms.iter().map(|ms| parallel / ms).collect();
             report.verdict(
                 "against django-tenants, nothing to apply (its multiprocessing executor)",
                 ratios_with_median(&ratios),
@@ -491,7 +510,6 @@ impl Bench {
             );
         }
         report.sections.push(section);
-        Ok(())
     }
 
     fn run_anchor(&self, script: &Path, count: usize) -> Result<AnchorFigures, String> {
@@ -534,8 +552,15 @@ impl Bench {
 
     fn plan_phase(&self, report: &mut Report) -> Result<(), String> {
         let mut section = Section::new(
-            "Plan with nothing to change",
-            &["tenants", "round", "time", "statements", "peak RSS"],
+            "Plan, and migrate, with nothing to change",
+            &[
+                "tenants",
+                "command",
+                "round",
+                "time",
+                "statements",
+                "peak RSS",
+            ],
         );
         let mut large = Vec::new();
         let mut counts = Vec::new();
@@ -554,6 +579,7 @@ impl Bench {
                 per_tenant(setup.seconds, count),
                 mebibytes(setup.peak_kib)
             ));
+
             let spec_text = spec.display().to_string();
             for round in 1..=self.args.rounds {
                 eprintln!("plan: {count} tenants, round {round}");
@@ -566,50 +592,47 @@ impl Bench {
                 if count == self.args.plan_tenants {
                     large.push(run.clone());
                 }
-                section.row(vec![
-                    count.to_string(),
-                    round.to_string(),
-                    seconds(run.seconds),
-                    statements(&run),
-                    mebibytes(run.peak_kib),
-                ]);
+                section.row(plan_row(count, "plan", round, &run));
             }
+
+            let run = self.migrate(&control, &spec, self.args.parallelism, 0)?;
+            section.row(plan_row(count, self.migrate_command(), 1, &run));
             self.server.drop_database(&control)?;
         }
-        let times: Vec<f64> = large.iter().map(|run| run.seconds).collect();
-        let worst_memory = large.iter().map(|run| run.peak_kib).max().unwrap_or(0);
+        self.plan_verdicts(report, &large, &counts);
+        report.sections.push(section);
+        Ok(())
+    }
+
+    /// Judges the plan runs against their targets.
+    fn plan_verdicts(&self, report: &mut Report, large: &[Run], counts: &[Option<u64>]) {
+        let plan_tenants = self.args.plan_tenants;
+        let times: Vec<String> = large.iter().map(|run| seconds(run.seconds)).collect();
+        report.verdict(
+            format!("plan, nothing to change, {plan_tenants} tenants: under 1 s"),
+            times.join(", "),
+            Some(large.iter().all(|run| run.seconds < 1.0)),
+        );
+
+        let listed: Vec<String> = counts
+            .iter()
+            .map(|count| count.map_or("?".into(), |n| n.to_string()))
+            .collect();
         let constant = counts
             .iter()
             .all(|count| count.is_some() && *count == counts[0]);
-        let plan_tenants = self.args.plan_tenants;
-        report.verdict(
-            format!("plan, nothing to change, {plan_tenants} tenants: under 1 s"),
-            times
-                .iter()
-                .map(|time| seconds(*time))
-                .collect::<Vec<_>>()
-                .join(", "),
-            Some(times.iter().all(|time| *time < 1.0)),
-        );
         report.verdict(
             "plan: statements do not grow with the tenants",
-            format!(
-                "{} (100 tenants, then {plan_tenants})",
-                counts
-                    .iter()
-                    .map(|count| count.map_or("?".into(), |n| n.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("{} (100 tenants, then {plan_tenants})", listed.join(", ")),
             Some(constant),
         );
+
+        let worst_memory = large.iter().map(|run| run.peak_kib).max().unwrap_or(0);
         report.verdict(
             format!("plan, {plan_tenants} tenants: peak memory under 150 MB"),
             mebibytes(worst_memory),
             Some(worst_memory * 1024 < 150_000_000),
         );
-        report.sections.push(section);
-        Ok(())
     }
 
     fn database_phase(&self, report: &mut Report) -> Result<(), String> {
@@ -671,6 +694,14 @@ impl Bench {
     }
 }
 
+/// tenantctl's times per tenant beside django-tenants, in milliseconds.
+#[derive(Default)]
+struct Ours {
+    create_ms: Vec<f64>,
+    noop_ms: Vec<f64>,
+}
+
+/// django-tenants' times per tenant, in milliseconds.
 struct AnchorFigures {
     create_ms: f64,
     noop_ms: f64,
@@ -732,6 +763,17 @@ fn tool_row(
         mebibytes(run.peak_kib),
         statements(run),
     ]);
+}
+
+fn plan_row(tenants: usize, command: &str, round: usize, run: &Run) -> Vec<String> {
+    vec![
+        tenants.to_string(),
+        command.to_string(),
+        round.to_string(),
+        seconds(run.seconds),
+        statements(run),
+        mebibytes(run.peak_kib),
+    ]
 }
 
 fn statements(run: &Run) -> String {

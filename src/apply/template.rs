@@ -3,7 +3,7 @@
 //! which is much faster than running the migrations in every new database.
 //!
 //! A NOLOGIN placeholder role, named like the template, runs the template's
-//! migrations, so its objects have an owner that no tenant shares; each copy
+//! migrations, so its objects have an owner that no tenant shares. Each copy
 //! hands them to its tenant role with `REASSIGN OWNED`. The template database
 //! itself belongs to the connecting role, never to the placeholder: REASSIGN
 //! OWNED also moves the shared objects a role owns, databases included.
@@ -45,7 +45,7 @@ pub fn prefix(control_database: &str) -> String {
 }
 
 /// Returns the name of the template database, and of its placeholder role,
-/// that holds a migration set.
+/// for a migration set.
 pub fn name(control_database: &str, set: &MigrationSet) -> String {
     let digits = set.digest.get(..DIGEST_DIGITS).unwrap_or(&set.digest);
     format!("{}{digits}", prefix(control_database))
@@ -70,7 +70,7 @@ pub struct Connections<'c> {
 
 impl Templates {
     /// Makes sure the template `name` exists on server `key` with `set`
-    /// applied, making it when needed; a failure is kept, so every tenant
+    /// applied, and makes it when needed. A failure is kept, so every tenant
     /// that needs the template reports it without trying again.
     pub fn ensure(
         &self,
@@ -204,9 +204,9 @@ impl Maker<'_, '_> {
     /// uses any more. A failure is a warning: the template stays recorded
     /// and the next new template tries again.
     fn drop_unused(&mut self, records: &[TemplateRecord]) {
-        let wanted = wanted_templates(self.context, self.key);
+        let used = used_templates(self.context, self.key);
         for record in records {
-            if record.name == self.name || wanted.contains(&record.name) {
+            if record.name == self.name || used.contains(&record.name) {
                 continue;
             }
             let dropped = drop_template(self.connections.admin, &record.name).and_then(|_| {
@@ -225,7 +225,7 @@ impl Maker<'_, '_> {
 }
 
 /// Names of the templates the spec's database tenants on server `key` copy.
-fn wanted_templates(context: &ApplyContext<'_>, key: &str) -> BTreeSet<String> {
+fn used_templates(context: &ApplyContext<'_>, key: &str) -> BTreeSet<String> {
     let Ok(control) = db::database_name(&context.servers.control_url) else {
         return BTreeSet::new();
     };
@@ -282,9 +282,11 @@ struct RoleName {
 
 /// Gives a database copied from a template to its tenant role: everything
 /// the template's placeholder role owns there, and the privilege it had on
-/// schema `public`. It runs on each migration run of a tenant that uses
-/// templates, so a copy whose earlier run stopped before this step is fixed
-/// too.
+/// schema `public`. `apply` runs it before each migration run of a tenant
+/// that uses templates, so a copy whose earlier run stopped before this step
+/// is fixed too.
+// NOTE: `migrate` does not run it; a copy whose first apply stopped between
+// CREATE DATABASE and its migration step is fixed by the next `apply`.
 pub fn adopt_copied_objects(
     connection: &mut PgConnection,
     template_prefix: &str,
