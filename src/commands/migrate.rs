@@ -516,8 +516,8 @@ impl Runner<'_> {
         Ok(applied)
     }
 
-    /// Runs the migrations in the schema or database of the job's location;
-    /// returns how many are now recorded, and whether their event was logged
+    /// Runs the migrations in the schema or database of the job's location.
+    /// Returns how many are now recorded, and whether their event was logged
     /// with them.
     fn run_pending(
         &self,

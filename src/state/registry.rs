@@ -491,7 +491,8 @@ pub fn forget_template(connection: &mut PgConnection, server: &str, name: &str) 
         .map(|_| ())
 }
 
-/// Returns MD5 of `version:checksum` lines, as [`read_state`] computes it in SQL.
+/// Returns MD5 of `version:checksum` lines, as the registry's
+/// `summarize_applied` trigger computes it in SQL.
 pub fn applied_digest<'a>(applied: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     use md5::{Digest, Md5};
     let lines: Vec<String> = applied
