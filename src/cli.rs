@@ -286,6 +286,11 @@ pub struct ShellArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
 
+    /// Open the session even when it is not limited to the tenant: a table
+    /// tenant without a role of its own gets the admin's login.
+    #[arg(long)]
+    pub unrestricted: bool,
+
     /// Arguments passed on to psql or redis-cli, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -314,6 +319,11 @@ pub struct ExecArgs {
     /// when the spec gives its password.
     #[command(flatten)]
     pub spec: SpecArgs,
+
+    /// Run even when a session is not limited to its tenant: a table tenant
+    /// without a role of its own gets the admin's login.
+    #[arg(long)]
+    pub unrestricted: bool,
 
     /// The command and its arguments, after `--`. It gets TENANT_ID,
     /// DATABASE_URL, PGPASSWORD, PGOPTIONS, REDIS_URL, REDIS_KEY_PREFIX,

@@ -27,6 +27,9 @@ pub struct Session {
     pub redis_user: Option<String>,
     pub redis_password: Option<Secret>,
     pub key_prefix: Option<String>,
+    /// Whether the PostgreSQL session uses the tenant's own role, by login
+    /// or through the `role` setting.
+    pub own_role: bool,
 }
 
 impl Session {
@@ -51,6 +54,7 @@ impl Session {
             redis_user: location.acl_user.clone(),
             redis_password: None,
             key_prefix: location.prefix.clone(),
+            own_role: false,
         };
         if location.isolation != Some(Isolation::Cache) {
             session.set_postgres(&location, tenant, desired, servers)?;
@@ -73,6 +77,7 @@ impl Session {
             _ => servers.control_url.clone(),
         };
         let role = location.tenant_role();
+        self.own_role = role.is_some();
         let own_password = tenant.and_then(|tenant| role_password(tenant, role?));
         let mut options = Vec::new();
         match (role, own_password) {
@@ -120,6 +125,19 @@ impl Session {
             None => admin_password,
         };
         Ok(())
+    }
+
+    /// Returns why the session is not limited to the tenant's rows: a table
+    /// tenant without a role of its own gets the admin's login, and a
+    /// superuser or BYPASSRLS role skips row-level security.
+    pub fn unrestricted_reason(&self) -> Option<String> {
+        if self.isolation != Some(Isolation::Table) || self.own_role {
+            return None;
+        }
+        Some(format!(
+            "table tenant '{}' has no role of its own, so the session would log in as the admin role, which can see and change every tenant's rows",
+            self.tenant_id
+        ))
     }
 
     /// Returns the environment a tenant command runs with.

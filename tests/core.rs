@@ -181,7 +181,7 @@ fn validate_reports_each_rule() {
         .args(["validate", "-f", "-", "--format", "yaml"])
         .write_stdin(yaml));
     assert_code(&output, 0);
-    assert_eq!(output.stdout, "<stdin> is valid: 1 tenants.\n");
+    assert_eq!(output.stdout, "<stdin> is valid: 1 tenant.\n");
 }
 
 #[test]
@@ -951,6 +951,42 @@ fn apply_lock_and_connection_settings() {
             .starts_with("Error: Tenant 'nobody' not found in tenants.toml"),
         "{}",
         unknown.stderr
+    );
+
+    // With --tenant, another tenant's unset password is not needed.
+    let other = env.id("other_db");
+    let partial = format!(
+        "version = 1\n{}isolation = \"schema\"\n{}",
+        schema_tenant(&tenant, "Locked"),
+        database_tenant(&other, "Other", true)
+    );
+    env.write_spec("partial.toml", &partial);
+    let everything = run(env
+        .cmd()
+        .env_remove(PASSWORD_VAR)
+        .args(["plan", "-f", "partial.toml"]));
+    assert_code(&everything, 1);
+    assert!(
+        everything.stderr.contains(PASSWORD_VAR),
+        "{}",
+        everything.stderr
+    );
+    let selected = run(env.cmd().env_remove(PASSWORD_VAR).args([
+        "plan",
+        "-f",
+        "partial.toml",
+        "--tenant",
+        &tenant,
+    ]));
+    assert!(
+        !selected.stderr.contains(PASSWORD_VAR),
+        "{}",
+        selected.stderr
+    );
+    assert!(
+        selected.stdout.contains(&format!("tenant \"{tenant}\"")),
+        "{}",
+        selected.stdout
     );
 
     // The spec's control URL counts only without flag and environment.

@@ -96,6 +96,16 @@ fn list_and_show_from_registry_and_spec() {
     assert_eq!(rows[0]["migrations_pending"], 1);
     assert_eq!(rows[0]["status"], "ready");
 
+    let unmatched = tenantctl(&env, &["list", "--status", "failed"]);
+    assert_code(&unmatched, 0);
+    assert!(
+        unmatched
+            .stderr
+            .contains("No tenants match the filters (2 registered)."),
+        "{}",
+        unmatched.stderr
+    );
+
     // Without the spec only the registry speaks: pending is unknown.
     let bare = run(env
         .cmd()
@@ -431,6 +441,38 @@ fn shell_and_exec_run_in_tenant_context() {
     );
 }
 
+/// A tenant that names the schema or role of a registered tenant removed
+/// from the spec must not adopt it: pruning that tenant would then drop the
+/// schema under both.
+#[test]
+fn declared_tenant_cannot_take_another_registered_tenants_objects() {
+    let env = TestEnv::new();
+    applied(&env);
+    let (acme, globex, thief) = (env.id("acme"), env.id("globex"), env.id("thief"));
+    env.write_spec(
+        "tenants.toml",
+        &format!(
+            "version = 1\n[defaults]\nmigrations = \"mig\"\n\
+             [[tenants]]\nid = \"{thief}\"\nname = \"Thief\"\nisolation = \"schema\"\n\
+             [tenants.schema]\nname = \"{acme}\"\nuser = \"{globex}_owner\"\npassword = {{ env = \"{PASSWORD_VAR}\" }}\n"
+        ),
+    );
+    let plan = tenantctl(&env, &["plan"]);
+    assert_code(&plan, 0);
+    for object in [
+        format!("schema \"{acme}\" belongs to tenant \"{acme}\" in the registry"),
+        format!("role \"{globex}_owner\" on 127.0.0.1:5432 belongs to tenant \"{globex}\""),
+    ] {
+        assert!(plan.stdout.contains(&object), "{}", plan.stdout);
+    }
+    assert!(!plan.stdout.contains("adopted"), "{}", plan.stdout);
+    assert_code(&tenantctl(&env, &["apply", "--auto-approve"]), 0);
+    assert_eq!(
+        env.psql("SELECT string_agg(id, ',' ORDER BY id) FROM tenantctl.tenants"),
+        format!("{acme},{globex}")
+    );
+}
+
 #[test]
 fn prune_and_destroy_remove_only_what_tenantctl_made() {
     let env = TestEnv::new();
@@ -678,6 +720,7 @@ fn terminal_prompts_for_superuser_and_destroy() {
 fn table_and_cache_tenants_day_two() {
     let env = TestEnv::new();
     let (ta, tb, ca, cab) = (env.id("ta"), env.id("tb"), env.id("ca"), env.id("cab"));
+    let roleless = env.id("tc");
     write_migration(
         &env.dir().join("shared"),
         "1_items",
@@ -696,7 +739,15 @@ fn table_and_cache_tenants_day_two() {
         )
     };
     let head = "version = 1\n[tables]\nmigrations = \"shared\"\n";
-    let all = [table(&ta), table(&tb), cache(&ca), cache(&cab)];
+    let without_role =
+        format!("[[tenants]]\nid = \"{roleless}\"\nname = \"{roleless}\"\nisolation = \"table\"\n");
+    let all = [
+        table(&ta),
+        table(&tb),
+        cache(&ca),
+        cache(&cab),
+        without_role,
+    ];
     env.write_spec("tenants.toml", &format!("{head}{}", all.concat()));
     assert_code(&tenantctl(&env, &["apply", "--auto-approve"]), 0);
     env.psql(&format!(
@@ -711,6 +762,36 @@ fn table_and_cache_tenants_day_two() {
     let shell = tenantctl(&env, &["shell", &ta, "--", "-X", "-A", "-t", "-c", sql]);
     assert_code(&shell, 0);
     assert_eq!(shell.stdout.trim(), format!("{ta}_user|{ta}|1"));
+
+    // A table tenant without a role would get the admin's login, which
+    // sees every tenant's rows, so shell and exec need --unrestricted.
+    let refused = tenantctl(
+        &env,
+        &["shell", &roleless, "--", "-X", "-A", "-t", "-c", sql],
+    );
+    assert_code(&refused, 1);
+    assert!(
+        refused.stderr.contains("has no role of its own"),
+        "{}",
+        refused.stderr
+    );
+    let exec_refused = tenantctl(&env, &["exec", &roleless, "--", "true"]);
+    assert_code(&exec_refused, 1);
+    let allowed = tenantctl(
+        &env,
+        &[
+            "shell",
+            &roleless,
+            "--unrestricted",
+            "--",
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    assert_code(&allowed, 0);
     let own_key = format!("{ca}:k");
     let set = tenantctl(&env, &["shell", &ca, "--", "SET", &own_key, "v"]);
     assert_code(&set, 0);
@@ -762,14 +843,14 @@ fn table_and_cache_tenants_day_two() {
     assert!(
         migrated
             .stdout
-            .contains("shared tables in public (2 table tenants): 1 migration applied"),
+            .contains("shared tables in public (3 table tenants): 1 migration applied"),
         "{}",
         migrated.stdout
     );
     assert!(
         migrated
             .stdout
-            .contains("Migrated 2 tenants, 0 up to date, 0 failed.")
+            .contains("Migrated 3 tenants, 0 up to date, 0 failed.")
     );
     assert_eq!(
         psql_as(
@@ -799,7 +880,7 @@ fn table_and_cache_tenants_day_two() {
     );
     let pruned = tenantctl(&env, &["apply", "--prune", "--auto-approve"]);
     assert_code(&pruned, 0);
-    assert!(pruned.stdout.contains("2 destroyed"), "{}", pruned.stdout);
+    assert!(pruned.stdout.contains("3 destroyed"), "{}", pruned.stdout);
     let rows = "SELECT (SELECT string_agg(tenant_id, ',') FROM items) || '|' || (SELECT count(*) FROM orders)";
     assert_eq!(env.psql(rows), format!("{tb}|0"));
     let roles = format!(

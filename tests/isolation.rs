@@ -574,6 +574,8 @@ fn schema_and_database_roles_isolated() {
         "permission denied for table",
     );
     assert_eq!(psql_as(&da_user, &dbt, &["SELECT 1"]).unwrap(), "1");
+    env.psql(&format!("ALTER ROLE {sa_user} SUPERUSER"));
+    env.psql(&format!("ALTER ROLE {da_user} BYPASSRLS"));
     let drift = plan(&env, "tenants.toml", &vars);
     assert_eq!(drift.code, 2, "{}", drift.all());
     assert!(
@@ -589,6 +591,20 @@ fn schema_and_database_roles_isolated() {
         drift.stdout
     );
     assert!(
+        drift.stdout.contains(&format!(
+            "~ role \"{sa_user}\": NOSUPERUSER NOBYPASSRLS (it is a superuser)"
+        )),
+        "{}",
+        drift.stdout
+    );
+    assert!(
+        drift.stdout.contains(&format!(
+            "~ role \"{da_user}\": NOSUPERUSER NOBYPASSRLS (it has BYPASSRLS)"
+        )),
+        "{}",
+        drift.stdout
+    );
+    assert!(
         !drift.stdout.contains(&format!("schema \"{sa}\"")),
         "{}",
         drift.stdout
@@ -596,6 +612,12 @@ fn schema_and_database_roles_isolated() {
 
     apply_ok(&env, "tenants.toml", &vars);
     assert_no_changes(&env, "tenants.toml", &vars);
+    assert_eq!(
+        env.psql(&format!(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname IN ('{sa_user}', '{da_user}')"
+        )),
+        "f\nf"
+    );
     assert_denied(
         psql_as(&sa_user, &control, &[&read_b]),
         "permission denied for schema",

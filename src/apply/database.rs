@@ -5,7 +5,9 @@
 use diesel::prelude::*;
 
 use super::schema::execute;
-use super::schema::{create_role, created_line, ensure_membership, ready_line, set_password};
+use super::schema::{
+    create_role, created_line, ensure_membership, ready_line, restrict_role, set_password,
+};
 use super::template::{self, Connections};
 use super::{
     ApplyContext, Report, TenantError, final_status, finish, is_applied_separately, log_action,
@@ -115,6 +117,7 @@ fn run_admin_action(
     match action {
         Action::CreateRole { .. } => create_role(admin, &context.current_role, role)?,
         Action::SetPassword { .. } => set_password(admin, role)?,
+        Action::RestrictRole { role, .. } => restrict_role(admin, role)?,
         Action::AdoptRole { role } => {
             ensure_membership(admin, &context.current_role, role)?;
             return Ok(Some(format!(

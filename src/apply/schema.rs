@@ -152,6 +152,7 @@ pub fn apply_role_action(
             create_role(connection, current, role_target(declared, role)?)?
         }
         Action::SetPassword { role } => set_password(connection, role_target(declared, role)?)?,
+        Action::RestrictRole { role, .. } => restrict_role(connection, role)?,
         Action::AdoptRole { role } => {
             ensure_membership(connection, current, role)?;
             report.push(format!(
@@ -263,6 +264,15 @@ pub fn set_password(connection: &mut PgConnection, role: &RoleTarget) -> Result<
             quote_ident(&role.name),
             quote_literal(&scram_verifier(password))
         ),
+    )
+}
+
+/// Takes SUPERUSER and BYPASSRLS away from a tenant role.
+pub fn restrict_role(connection: &mut PgConnection, role: &str) -> Result<(), TenantError> {
+    execute(
+        connection,
+        &format!("restrict role {role}"),
+        &format!("ALTER ROLE {} NOSUPERUSER NOBYPASSRLS", quote_ident(role)),
     )
 }
 

@@ -40,7 +40,8 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
     let refresh = saved
         .as_ref()
         .map_or(args.refresh, |plan| plan.source.refresh);
-    let (document, desired) = super::load_desired(&spec_args, super::interactive(args.no_input))?;
+    let (document, desired) =
+        super::load_desired(&spec_args, super::interactive(args.no_input), &tenants)?;
     super::check_tenant_filter(&desired, &tenants)?;
     super::print_warnings(printer, &desired);
     let control_url = super::control_url(global, Some(&desired));

@@ -33,6 +33,28 @@ fn servers(desired: Option<&Desired>, control_url: &str) -> Result<Servers> {
     }
 }
 
+/// Rejects sessions that would reach other tenants' rows, unless the user
+/// passed `--unrestricted`.
+pub fn check_restricted<'a>(
+    sessions: impl IntoIterator<Item = &'a Session>,
+    unrestricted: bool,
+) -> Result<()> {
+    if unrestricted {
+        return Ok(());
+    }
+    let reasons: Vec<String> = sessions
+        .into_iter()
+        .filter_map(Session::unrestricted_reason)
+        .collect();
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(Error::with_hint(
+        reasons.join("\n"),
+        "declare [tenants.role] for the tenant and apply, or pass --unrestricted to use the admin role knowingly",
+    ))
+}
+
 /// Runs the command for one tenant, or for every tenant with `--all`.
 pub fn run(global: &GlobalArgs, args: &ExecArgs, printer: &Printer) -> Result<i32> {
     let (program, arguments) = args.command.split_first().ok_or_else(|| {
@@ -43,6 +65,7 @@ pub fn run(global: &GlobalArgs, args: &ExecArgs, printer: &Printer) -> Result<i3
     })?;
     if let Some(id) = &args.id {
         let session = session_of(global, &args.spec, id)?;
+        check_restricted([&session], args.unrestricted)?;
         let status = command(program, arguments, &session)
             .status()
             .map_err(|error| start_error(program, &error))?;
@@ -61,6 +84,7 @@ pub fn run(global: &GlobalArgs, args: &ExecArgs, printer: &Printer) -> Result<i3
         .iter()
         .map(|record| Session::build(record, desired, &servers))
         .collect::<Result<Vec<_>>>()?;
+    check_restricted(&sessions, args.unrestricted)?;
 
     let failures = Mutex::new(Vec::new());
     let never = AtomicBool::new(false);

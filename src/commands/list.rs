@@ -105,6 +105,13 @@ pub fn run(global: &GlobalArgs, args: &ListArgs, printer: &Printer) -> Result<i3
         printer.out(&format!("{text}\n"));
         return Ok(0);
     }
+    if rows.is_empty() && !state.tenants.is_empty() {
+        printer.error(&format!(
+            "No tenants match the filters ({} registered).",
+            state.tenants.len()
+        ));
+        return Ok(0);
+    }
     if rows.is_empty() {
         printer.error("No tenants registered.");
         return Ok(0);

@@ -54,18 +54,27 @@ pub fn interactive(no_input: bool) -> bool {
 
 /// Loads and validates a spec. Missing required values are asked for when
 /// `ask` is true, and otherwise reported together as one error.
-pub fn load_desired(args: &SpecArgs, ask: bool) -> Result<(Document, Desired)> {
+pub fn load_desired(args: &SpecArgs, ask: bool, only: &[String]) -> Result<(Document, Desired)> {
     let path = spec_path(args)?;
     let document = load::load_path(&path, args.format)?;
     let mut desired = validate(
         &document,
         ValidateOptions {
-            missing_is_error: !ask,
+            missing_is_error: false,
         },
     )?;
-    if !desired.missing.is_empty() {
-        crate::spec::fill::fill(&mut desired)?;
+    // With --tenant, the other tenants' secrets are not needed.
+    desired
+        .missing
+        .retain(|value| only.is_empty() || only.contains(&value.tenant));
+    if desired.missing.is_empty() {
+        return Ok((document, desired));
     }
+    if !ask {
+        let error = crate::spec::desired::missing_error(&desired.missing);
+        return Err(crate::spec::error::SpecErrors::from(error).into());
+    }
+    crate::spec::fill::fill(&mut desired)?;
     Ok((document, desired))
 }
 

@@ -122,7 +122,8 @@ pub fn compute_with(
 
 /// Shows what apply would change.
 pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i32> {
-    let (document, desired) = super::load_desired(&args.spec, super::interactive(args.no_input))?;
+    let (document, desired) =
+        super::load_desired(&args.spec, super::interactive(args.no_input), &args.tenants)?;
     super::check_tenant_filter(&desired, &args.tenants)?;
     if !args.json {
         super::print_warnings(printer, &desired);

@@ -14,6 +14,7 @@ use crate::spec::model::Isolation;
 /// Replaces this process with psql or redis-cli for one tenant.
 pub fn run(global: &GlobalArgs, args: &ShellArgs, printer: &Printer) -> Result<i32> {
     let session = super::exec::session_of(global, &args.spec, &args.id)?;
+    super::exec::check_restricted([&session], args.unrestricted)?;
     let mut command = match session.isolation {
         Some(Isolation::Cache) => redis_cli(&session)?,
         _ => psql(&session)?,

@@ -19,11 +19,9 @@ pub fn run(args: &ValidateArgs, printer: &Printer) -> Result<i32> {
     for warning in &desired.warnings {
         printer.warn(warning);
     }
-    printer.block(&[format!(
-        "{} is valid: {} tenants.",
-        document.origin,
-        desired.tenants.len()
-    )]);
+    let count = desired.tenants.len();
+    let noun = if count == 1 { "tenant" } else { "tenants" };
+    printer.block(&[format!("{} is valid: {count} {noun}.", document.origin)]);
     Ok(0)
 }
 

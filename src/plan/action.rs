@@ -18,6 +18,9 @@ pub enum Action {
     AdoptRole { role: String },
     /// Sets a role's password (the value is never shown).
     SetPassword { role: String },
+    /// Takes SUPERUSER and BYPASSRLS away from a tenant role that gained
+    /// them outside tenantctl: either would let it skip the isolation.
+    RestrictRole { role: String, reasons: Vec<String> },
     /// Creates a database owned by the tenant role.
     CreateDatabase {
         database: String,

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::action::{
     Action, PLAN_FORMAT_VERSION, Plan, PlanSource, SharedPlan, TenantChange, TenantPlan, Undeclared,
 };
+use super::claims::Claims;
 use super::pending::Drift;
 use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
@@ -90,6 +91,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             )
         })
     });
+    let claims = Claims::of(&actual.registry, &servers.control_key);
     let mut tenants = Vec::new();
     for tenant in desired.tenants.iter().filter(|tenant| selected(&tenant.id)) {
         let record = actual.registry.tenants.get(&tenant.id);
@@ -99,6 +101,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             actual,
             servers,
             desired,
+            claims: &claims,
             shared_changes,
             actions: Vec::new(),
             notes: Vec::new(),
@@ -264,6 +267,7 @@ struct TenantPlanner<'a> {
     actual: &'a Actual,
     servers: &'a Servers,
     desired: &'a Desired,
+    claims: &'a Claims,
     /// Whether the shared plan creates the shared schema or runs shared
     /// migrations, so table tenants' roles need their grants again.
     shared_changes: bool,
@@ -276,6 +280,14 @@ struct TenantPlanner<'a> {
 
 impl TenantPlanner<'_> {
     fn plan(&mut self) {
+        let conflicts = self
+            .claims
+            .conflicts(self.tenant, &self.servers.control_key);
+        if !conflicts.is_empty() {
+            self.notes.extend(conflicts);
+            self.blocked = true;
+            return;
+        }
         match self.tenant.isolation {
             Isolation::Database => self.plan_database(),
             Isolation::Schema => self.plan_schema(),
@@ -383,10 +395,23 @@ impl TenantPlanner<'_> {
             None => self.actions.push(Action::CreateRole {
                 role: role.name.clone(),
             }),
-            Some(_) => {
+            Some(info) => {
                 if self.adopts("role", &role.name) {
                     self.actions.push(Action::AdoptRole {
                         role: role.name.clone(),
+                    });
+                }
+                let mut reasons = Vec::new();
+                if info.superuser {
+                    reasons.push("it is a superuser".to_string());
+                }
+                if info.bypass_rls {
+                    reasons.push("it has BYPASSRLS".to_string());
+                }
+                if !reasons.is_empty() {
+                    self.actions.push(Action::RestrictRole {
+                        role: role.name.clone(),
+                        reasons,
                     });
                 }
                 if let (Some(password), Some(verifiers)) = (&role.password, &catalog.verifiers) {

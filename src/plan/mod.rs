@@ -1,6 +1,7 @@
 //! Plans: what apply would change, as data, and how to show it.
 
 pub mod action;
+pub mod claims;
 pub mod diff;
 pub mod pending;
 pub mod refresh;

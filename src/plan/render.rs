@@ -25,6 +25,12 @@ pub fn describe(action: &Action) -> String {
         Action::CreateRole { role } => format!("role \"{role}\" (login, password (sensitive))"),
         Action::AdoptRole { role } => format!("role \"{role}\" (exists; adopted, not recreated)"),
         Action::SetPassword { role } => format!("role \"{role}\" password (sensitive)"),
+        Action::RestrictRole { role, reasons } => {
+            format!(
+                "role \"{role}\": NOSUPERUSER NOBYPASSRLS ({})",
+                reasons.join(", ")
+            )
+        }
         Action::CreateDatabase {
             database,
             owner,

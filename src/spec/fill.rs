@@ -3,7 +3,7 @@
 
 use super::desired::{Desired, MissingValue, RoleTarget};
 use super::secret::Secret;
-use super::validate::check_name;
+use super::validate::{check_display_name, check_name};
 use crate::error::{Error, Result};
 use crate::prompt::{self, Check};
 
@@ -42,13 +42,13 @@ fn ask(desired: &Desired, value: &MissingValue) -> Result<Answer> {
     Ok(Answer::Text(answer))
 }
 
-/// Accepts any answer that is not blank.
+/// Accepts any answer that is not blank and has no control characters.
 pub fn check_not_blank(answer: &str) -> Check<String> {
     if answer.trim().is_empty() {
-        Err("a value is required".to_string())
-    } else {
-        Ok(answer.trim().to_string())
+        return Err("a value is required".to_string());
     }
+    check_display_name(answer)?;
+    Ok(answer.trim().to_string())
 }
 
 /// Accepts a role name that is valid and no other tenant of the spec uses.

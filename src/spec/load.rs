@@ -267,7 +267,76 @@ pub fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// Deepest nesting of YAML flow collections (`[...]`, `{...}`) accepted. A
+/// spec needs about five levels; the YAML parser takes time that grows with
+/// the square of the depth, so deeper documents are rejected before parsing.
+const MAX_YAML_FLOW_DEPTH: usize = 64;
+
+/// Finds the first place where flow collections nest deeper than
+/// [`MAX_YAML_FLOW_DEPTH`], skipping quoted strings and comments. A bracket
+/// counts only where a collection can start: after `:`, `-`, `,`, another
+/// bracket, or at the start of a line.
+fn find_deep_yaml_nesting(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    // The last character that is not a space or tab, and the one right before.
+    let mut previous = '\n';
+    let mut previous_raw = '\n';
+    let mut characters = text.char_indices().peekable();
+    while let Some((offset, character)) = characters.next() {
+        let can_start = matches!(previous, ':' | '-' | ',' | '[' | '{' | '\n');
+        if let Some(open) = quote {
+            if character == open {
+                if open == '\'' && characters.peek().map(|(_, next)| *next) == Some('\'') {
+                    characters.next();
+                    continue;
+                }
+                quote = None;
+                previous = character;
+                previous_raw = character;
+            } else if open == '"' && character == '\\' {
+                characters.next();
+            }
+            continue;
+        }
+        match character {
+            '#' if previous_raw.is_whitespace() => {
+                for (_, skipped) in characters.by_ref() {
+                    if skipped == '\n' {
+                        break;
+                    }
+                }
+                previous = '\n';
+                previous_raw = '\n';
+                continue;
+            }
+            '"' | '\'' if can_start => quote = Some(character),
+            '[' | '{' if can_start => {
+                depth += 1;
+                if depth > MAX_YAML_FLOW_DEPTH {
+                    return Some(offset);
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if character != ' ' && character != '\t' {
+            previous = character;
+        }
+        previous_raw = character;
+    }
+    None
+}
+
 fn parse_yaml(document: &mut Document) -> Result<(), SpecErrors> {
+    if let Some(offset) = find_deep_yaml_nesting(&document.text) {
+        return Err(SpecError::at(
+            &document.origin,
+            document.position_of_offset(offset),
+            format!("invalid YAML: collections nested more than {MAX_YAML_FLOW_DEPTH} levels deep"),
+        )
+        .into());
+    }
     // serde_yaml rejects duplicate keys and limits alias expansion, which
     // stops "billion laughs" documents before they use much memory.
     let parsed: serde_yaml::Value = serde_yaml::from_str(&document.text).map_err(|error| {
@@ -584,6 +653,34 @@ mod tests {
             errors.0[0].message
         );
         assert_eq!(errors.0[0].position.unwrap().line, 2);
+    }
+
+    #[test]
+    fn yaml_deep_nesting_rejected_quickly() {
+        let depth = 100_000;
+        let text = format!(
+            "version: 1\ntenants: {}{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let errors = parse(Format::Yaml, &text).unwrap_err();
+        assert!(
+            errors.0[0].message.contains("nested more than"),
+            "{}",
+            errors.0[0].message
+        );
+        assert_eq!(errors.0[0].position.unwrap().line, 2);
+    }
+
+    #[test]
+    fn yaml_brackets_in_strings_not_counted() {
+        let text = format!(
+            "version: 1\ntenants:\n  - id: acme\n    name: \"{}\" # {}\n",
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        let document = parse(Format::Yaml, &text).unwrap();
+        assert_eq!(document.value["tenants"][0]["id"], "acme");
     }
 
     #[test]

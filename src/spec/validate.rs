@@ -53,6 +53,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a tenant's display name: any text without control characters,
+/// which would garble the plan on a terminal, and which PostgreSQL cannot
+/// store when it is NUL.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    match name.chars().find(|c| c.is_control()) {
+        Some(bad) => Err(format!(
+            "it contains the control character {bad:?}; names are shown in plans and stored in the registry"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn schema_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
@@ -474,7 +486,13 @@ impl<'a> Builder<'a> {
             }
         };
         let name = match &tenant.name {
-            Some(name) if !name.trim().is_empty() => name.clone(),
+            Some(name) if !name.trim().is_empty() => {
+                if let Err(reason) = check_display_name(name) {
+                    let message = format!("invalid tenant name {name:?}: {reason}");
+                    self.error(&format!("{pointer}/name"), message);
+                }
+                name.clone()
+            }
             _ => {
                 self.missing.push(MissingValue::new(
                     self.document,
@@ -862,7 +880,11 @@ impl<'a> Builder<'a> {
             }
             return None;
         };
+        let errors_before = self.errors.len();
         self.note_literal(source, pointer);
+        if self.errors.len() > errors_before {
+            return None;
+        }
         match source.resolve(&self.document.base_dir) {
             Ok(secret) => Some(secret),
             Err(problem) => {
@@ -876,7 +898,26 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Warns about a literal secret, and reports an `env` or `file`
+    /// reference that cannot name anything.
     fn note_literal(&mut self, source: &SecretSource, pointer: &str) {
+        match source {
+            SecretSource::Env { env } if !is_env_name(env) => {
+                self.error(
+                    &format!("{pointer}/env"),
+                    format!("invalid environment variable name {env:?}"),
+                )
+                .notes
+                .push("  hint: use letters, digits and `_`, not starting with a digit, such as ACME_DB_PASSWORD".to_string());
+            }
+            SecretSource::File { file } if file.trim().is_empty() => {
+                self.error(
+                    &format!("{pointer}/file"),
+                    "invalid secret file path \"\": it is empty",
+                );
+            }
+            _ => {}
+        }
         if source.is_literal() {
             let position = self.document.position(pointer);
             self.warnings.push(format!(
@@ -964,6 +1005,15 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a string is a portable environment variable name.
+fn is_env_name(name: &str) -> bool {
+    let mut characters = name.chars();
+    characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && characters.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Resolves a spec-relative path.
 pub fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
     let path = Path::new(path);
@@ -1006,12 +1056,47 @@ mod tests {
     }
 
     #[test]
+    fn tenant_names_with_control_characters_rejected() {
+        for (name, shown) in [("A\\u0000B", "'\\0'"), ("\\u001b[31mRed", "'\\u{1b}'")] {
+            let text = format!(
+                "version = 1\n[[tenants]]\nid = \"acme\"\nname = \"{name}\"\nisolation = \"schema\"\n"
+            );
+            let document = crate::spec::load::parse_bytes(
+                "t.toml",
+                None,
+                ".".into(),
+                crate::spec::load::Format::Toml,
+                text.into_bytes(),
+            )
+            .expect("the spec parses");
+            let options = ValidateOptions {
+                missing_is_error: true,
+            };
+            let errors = validate(&document, options).expect_err("the name was accepted");
+            let message = errors.to_string();
+            assert!(message.contains("invalid tenant name"), "{message}");
+            assert!(message.contains(shown), "{message}");
+            assert!(message.contains("t.toml:4:1"), "{message}");
+        }
+        assert!(check_display_name("Créé \"quoted\" 'x'").is_ok());
+    }
+
+    #[test]
     fn prefixes_checked() {
         assert!(check_prefix("acme:").is_ok());
         assert!(check_prefix("{acme}:").is_ok());
         assert!(check_prefix("acme").is_err());
         assert!(check_prefix("ac*me:").is_err());
         assert!(check_prefix(":").is_err());
+    }
+
+    #[test]
+    fn env_names_checked() {
+        assert!(is_env_name("ACME_DB_PASSWORD"));
+        assert!(is_env_name("_x1"));
+        assert!(!is_env_name(""));
+        assert!(!is_env_name("A B"));
+        assert!(!is_env_name("1A"));
     }
 
     #[test]
