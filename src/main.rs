@@ -7,6 +7,7 @@ use tenantctl::cli::{Cli, Command};
 use tenantctl::commands;
 use tenantctl::error::Error;
 use tenantctl::output::Printer;
+use tenantctl::state::db;
 
 fn main() {
     // clap exits 2 on invalid arguments, which `plan --detailed-exitcode`
@@ -17,6 +18,7 @@ fn main() {
     });
     init_logging(cli.global.verbose, cli.global.no_color);
     let printer = Printer::new(cli.global.no_color);
+    db::count_statements();
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &printer),
         Command::Schema => commands::validate::schema(&printer),
@@ -33,6 +35,7 @@ fn main() {
         }
         Command::Create(args) => commands::create::run(&cli.global, args, &printer),
     };
+    tracing::info!(statements = db::statements_sent(), "SQL statements sent");
     match result {
         Ok(code) => std::process::exit(code),
         Err(error) => {

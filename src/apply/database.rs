@@ -8,6 +8,7 @@ use super::schema::execute;
 use super::schema::{
     create_role, created_line, ensure_membership, ready_line, restrict_role, set_password,
 };
+use super::template::{self, Connections};
 use super::{
     ApplyContext, Report, TenantError, final_status, finish, is_applied_separately, log_action,
     migrate, write_record,
@@ -71,6 +72,23 @@ pub fn apply(
                     admin_connection(context, &key).map_err(|error| error.at_server(&key))?,
                 ),
             };
+            if let Action::CreateDatabase {
+                template: Some(template),
+                ..
+            } = action
+            {
+                let set = tenant
+                    .migrations
+                    .as_ref()
+                    .ok_or_else(|| TenantError::new("template", "no migration folder"))?;
+                let connections = Connections {
+                    admin,
+                    control: &mut control,
+                };
+                context
+                    .templates
+                    .ensure(context, connections, &key, template, set)?;
+            }
             let line = run_admin_action(context, admin, &role, action)
                 .map_err(|error| error.at_server(&key))?;
             if let Some(line) = line {
@@ -116,9 +134,13 @@ fn run_admin_action(
             template,
             ..
         } => {
+            // The default strategy, WAL_LOG, copies block by block through
+            // the WAL; FILE_COPY forces two checkpoints per database, which
+            // cost more than the copy on a server with other writes
+            // (measured in BENCHMARKS.md).
             let from = template
                 .as_ref()
-                .map(|t| format!(" TEMPLATE {} STRATEGY FILE_COPY", quote_ident(t)))
+                .map(|template| format!(" TEMPLATE {}", quote_ident(template)))
                 .unwrap_or_default();
             execute(
                 admin,
@@ -171,7 +193,20 @@ fn run_planned_migrations(
         .admin_url;
     let url = db::with_database(admin_url, &database.name)
         .map_err(|error| TenantError::new("connect", error))?;
-    let applied = migrate::run_in_database(&url, &database.owner, &pending)
+    let mut connection =
+        db::connect(&url).map_err(|error| TenantError::new("connect", error).at_server(key))?;
+    if database.template {
+        // Objects a copied template left to its placeholder role go to the
+        // tenant role first; this also fixes a copy whose run stopped here.
+        let control = db::database_name(&context.servers.control_url)
+            .map_err(|error| TenantError::new("template", error))?;
+        template::adopt_copied_objects(
+            &mut connection,
+            &template::prefix(&control),
+            &database.owner,
+        )?;
+    }
+    let applied = migrate::run_in_open_database(&mut connection, &database.owner, &pending)
         .map_err(|error| error.at_server(key))?;
     migrate::record_in_registry(control, &tenant.id, &applied)
 }

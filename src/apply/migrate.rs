@@ -102,6 +102,9 @@ pub enum RecordIn<'a> {
     Tenant(&'a str),
     /// The migrations of the shared tables of table tenants, by schema.
     Shared(&'a str),
+    /// The migrations `migrate` ran for one tenant, by id, recorded with
+    /// the event that logs them.
+    Migrated(&'a str),
 }
 
 impl RecordIn<'_> {
@@ -111,8 +114,22 @@ impl RecordIn<'_> {
             RecordIn::Shared(schema) => {
                 registry::record_shared_migrations(connection, schema, applied)
             }
+            RecordIn::Migrated(id) => registry::record_migrations_logged(
+                connection,
+                id,
+                applied,
+                &migrated_event(applied.len()),
+            ),
         }
     }
+}
+
+/// Returns the event `migrate` logs for a tenant it ran migrations for.
+pub fn migrated_event(count: usize) -> String {
+    format!(
+        "migrate: {} applied",
+        crate::output::plural(count, "migration")
+    )
 }
 
 /// Runs migrations on a control database connection, with `search_path` set
@@ -189,8 +206,17 @@ pub fn run_in_database(
     pending: &[&Migration],
 ) -> Result<Vec<Applied>, TenantError> {
     let mut connection = db::connect(url).map_err(|error| TenantError::new("connect", error))?;
+    run_in_open_database(&mut connection, owner, pending)
+}
+
+/// Does what [`run_in_database`] does, on a connection the caller opened.
+pub fn run_in_open_database(
+    connection: &mut PgConnection,
+    owner: &str,
+    pending: &[&Migration],
+) -> Result<Vec<Applied>, TenantError> {
     execute(
-        &mut connection,
+        connection,
         "set role",
         &format!(
             "SET client_min_messages = warning; SET ROLE {}; {LOCAL_RECORD_DDL}",
@@ -199,7 +225,7 @@ pub fn run_in_database(
     )?;
     let local: Vec<LocalRecord> =
         diesel::sql_query("SELECT version, checksum FROM tenantctl.migrations")
-            .load(&mut connection)
+            .load(connection)
             .map_err(|error| TenantError::new("read tenantctl.migrations", error))?;
     let already: HashSet<&str> = local.iter().map(|record| record.version.as_str()).collect();
     let mut applied: Vec<Applied> = local
@@ -224,7 +250,7 @@ pub fn run_in_database(
         if batch[0].run_in_transaction {
             connection.transaction(run_batch)?;
         } else {
-            run_batch(&mut connection)?;
+            run_batch(connection)?;
         }
         applied.extend(
             batch

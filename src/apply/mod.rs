@@ -9,6 +9,7 @@ pub mod remove;
 pub mod schema;
 pub mod superuser;
 pub mod table;
+pub mod template;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,6 +47,8 @@ pub struct ApplyContext<'a> {
     pub current_role: CurrentRole,
     pub parallelism: u32,
     pub printer: &'a Printer,
+    /// Template databases checked or made during this apply.
+    pub templates: template::Templates,
 }
 
 /// Counts of how tenants ended in one apply.
@@ -488,10 +491,22 @@ pub fn in_registry_transaction(
     let status = final_status(tenant_plan);
     let mut report = vec![schema::created_line(tenant, tenant_plan)];
     connection.transaction::<_, TenantError, _>(|connection| {
+        // The record already has its final status: it commits only if
+        // every step succeeds, so it is not written a second time.
         write_record(connection, context, tenant, tenant_plan, status, None)
             .map_err(|error| TenantError::new("record in registry", error))?;
         steps(connection, &mut report)?;
-        finish(connection, context, tenant, tenant_plan, status)
+        // One statement logs every event: the steps' actions, then the
+        // registry-only ones, in plan order.
+        let events: Vec<String> = tenant_plan
+            .actions
+            .iter()
+            .filter(|action| !is_applied_separately(action))
+            .chain(tenant_plan.actions.iter().filter(|a| is_registry_only(a)))
+            .map(crate::plan::render::describe)
+            .collect();
+        registry::log_events(connection, &tenant_plan.id, &events)
+            .map_err(|error| TenantError::new("record in registry", error))
     })?;
     report.push(schema::ready_line(status, tenant_plan));
     Ok((report, status))

@@ -6,8 +6,7 @@ use diesel::connection::SimpleConnection;
 
 use super::migrate::RecordIn;
 use super::{
-    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
-    migrate,
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, migrate,
 };
 use crate::migrations::Migration;
 use crate::plan::TenantPlan;
@@ -42,7 +41,6 @@ pub fn apply(
                 if !apply_role_action(connection, current, declared, action, report)? {
                     apply_schema_action(connection, tenant, schema, action, report)?;
                 }
-                log_action(connection, &tenant.id, action)?;
             }
             Ok(())
         })?;

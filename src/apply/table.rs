@@ -6,8 +6,7 @@ use diesel::sql_types::{Bool, Text};
 
 use super::schema::{apply_role_action, execute};
 use super::{
-    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, log_action,
-    migrate,
+    ApplyContext, Report, TenantError, in_registry_transaction, is_applied_separately, migrate,
 };
 use crate::plan::TenantPlan;
 use crate::plan::action::{Action, SharedPlan};
@@ -167,7 +166,6 @@ pub fn apply(
             if !apply_role_action(connection, current, declared, action, report)? {
                 apply_table_action(connection, target, &tenant.id, action, report)?;
             }
-            log_action(connection, &tenant.id, action)?;
         }
         Ok(())
     })

@@ -198,6 +198,7 @@ pub fn execute_planned(planned: &Planned, parallelism: u16, printer: &Printer) -
         current_role,
         parallelism: u32::from(parallelism),
         printer,
+        templates: Default::default(),
     };
     execute(&context, &planned.plan)
 }

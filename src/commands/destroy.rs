@@ -101,6 +101,7 @@ pub fn run(global: &GlobalArgs, args: &DestroyArgs, printer: &Printer) -> Result
         current_role,
         parallelism: 1,
         printer,
+        templates: Default::default(),
     };
     printer.out("\n");
     let outcome = execute(&context, &plan)?;

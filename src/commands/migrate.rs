@@ -496,38 +496,43 @@ impl Runner<'_> {
     fn migrate(&self, job: &Job<'_>, pending: &[&Migration]) -> Result<usize, TenantError> {
         let mut control =
             db::checkout(&self.control).map_err(|error| TenantError::new("connect", error))?;
-        let applied = self.run_pending(&mut control, job, pending)?;
-        let event = format!("migrate: {} applied", plural(applied, "migration"));
+        let (applied, logged) = self.run_pending(&mut control, job, pending)?;
+        let event = migrate::migrated_event(applied);
         for record in &job.members {
             let recovered = record.status == STATUS_FAILED
                 && record
                     .last_error
                     .as_deref()
                     .is_some_and(|error| error.starts_with(ERROR_PREFIX));
-            registry::log_event(&mut control, &record.id, &event, None)
-                .and_then(|_| match recovered {
-                    true => registry::set_status(&mut control, &record.id, STATUS_READY, None),
-                    false => Ok(()),
-                })
-                .map_err(|error| TenantError::new("record in registry", error))?;
+            if !logged {
+                registry::log_event(&mut control, &record.id, &event, None)
+                    .map_err(|error| TenantError::new("record in registry", error))?;
+            }
+            if recovered {
+                registry::set_status(&mut control, &record.id, STATUS_READY, None)
+                    .map_err(|error| TenantError::new("record in registry", error))?;
+            }
         }
         Ok(applied)
     }
 
     /// Runs the migrations in the schema or database of the job's location.
+    /// Returns how many are now recorded, and whether their event was logged
+    /// with them.
     fn run_pending(
         &self,
         control: &mut diesel::PgConnection,
         job: &Job<'_>,
         pending: &[&Migration],
-    ) -> Result<usize, TenantError> {
+    ) -> Result<(usize, bool), TenantError> {
         let location = &job.location;
         let missing =
             |what: &str| TenantError::new("registry", format!("the record has no {what}"));
         let schema = || location.schema.as_deref().ok_or_else(|| missing("schema"));
         let applied = match location.isolation {
             Some(Isolation::Schema) => {
-                let record_in = RecordIn::Tenant(&job.label);
+                // The record and the event commit with the migrations.
+                let record_in = RecordIn::Migrated(&job.label);
                 let role = location.role.as_deref();
                 migrate::run_in_schema(control, record_in, schema()?, role, pending)?
             }
@@ -536,7 +541,7 @@ impl Runner<'_> {
                     .shared
                     .as_ref()
                     .ok_or_else(|| missing("shared schema"))?;
-                return run_shared(control, shared, pending);
+                return Ok((run_shared(control, shared, pending)?, false));
             }
             Some(Isolation::Database) => {
                 let database = location
@@ -553,7 +558,13 @@ impl Runner<'_> {
                     .database_url(server, database)
                     .map_err(|error| TenantError::new("connect", error))?;
                 let applied = migrate::run_in_database(&url, owner, pending)?;
-                migrate::record_in_registry(control, &job.label, &applied)?;
+                let records: Vec<(&str, &str)> = applied
+                    .iter()
+                    .map(|(version, checksum)| (version.as_str(), checksum.as_str()))
+                    .collect();
+                let event = migrate::migrated_event(applied.len());
+                registry::record_migrations_logged(control, &job.label, &records, &event)
+                    .map_err(|error| TenantError::new("record migrations", error))?;
                 applied
             }
             _ => {
@@ -561,7 +572,7 @@ impl Runner<'_> {
                 return Err(TenantError::new("migrate", reason));
             }
         };
-        Ok(applied.len())
+        Ok((applied.len(), true))
     }
 
     fn record_failure(&self, members: &[&TenantRecord], error: &TenantError) {

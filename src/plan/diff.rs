@@ -14,14 +14,15 @@ use super::privileges::{self, Rights};
 use super::refresh::{self, DatabaseRecords};
 use super::shared::{TableRoleCheck, plan_shared};
 use crate::acl::DesiredUser;
-use crate::spec::desired::{Desired, DesiredTenant, RoleTarget};
+use crate::apply::template;
+use crate::spec::desired::{DatabaseTarget, Desired, DesiredTenant, RoleTarget};
 use crate::spec::model::Isolation;
 use crate::spec::validate::DEFAULT_TENANT_COLUMN;
 use crate::sql::scram_matches;
 use crate::state::catalog::{SchemaInfo, ServerCatalog};
 use crate::state::registry::{self, STATUS_FAILED, STATUS_READY, TenantRecord};
 use crate::state::tables::by_grantee;
-use crate::state::{Actual, Servers, server_key};
+use crate::state::{Actual, Servers, db, server_key};
 
 /// Builds the non-secret configuration the registry keeps for a tenant.
 pub fn tenant_config(
@@ -308,6 +309,7 @@ impl TenantPlanner<'_> {
         if !self.blocked {
             self.plan_migrations();
         }
+        self.keep_template_with_migrations();
         self.plan_cache();
         self.plan_registry();
         if let Some(record) = self.record
@@ -366,6 +368,36 @@ impl TenantPlanner<'_> {
         };
         let rights = Rights::of(self.actual, self.servers, server, &key);
         privileges::check(&self.actions, &rights)
+    }
+
+    /// Returns the template a new database of this tenant is copied from:
+    /// one that holds the tenant's migration set, when the spec asks for
+    /// templates and apply runs the tenant's migrations.
+    fn template(&self, database: &DatabaseTarget) -> Option<String> {
+        if !database.template || !self.tenant.run_migrations {
+            return None;
+        }
+        let set = self.tenant.migrations.as_ref()?;
+        let control = db::database_name(&self.servers.control_url).ok()?;
+        Some(template::name(&control, set))
+    }
+
+    /// Drops the template of a new database whose migrations do not run in
+    /// this plan: the step that runs them also gives the copied objects to
+    /// the tenant role.
+    fn keep_template_with_migrations(&mut self) {
+        let migrates = self
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::RunMigrations { .. }));
+        if migrates {
+            return;
+        }
+        for action in &mut self.actions {
+            if let Action::CreateDatabase { template, .. } = action {
+                *template = None;
+            }
+        }
     }
 
     /// Returns whether an existing object (`kind:name`) is adopted rather
@@ -461,7 +493,7 @@ impl TenantPlanner<'_> {
                 database: database.name.clone(),
                 owner: database.owner.clone(),
                 server: key.clone(),
-                template: None,
+                template: self.template(database),
             }),
             Some(info) => {
                 if self.adopts("database", &database.name) {

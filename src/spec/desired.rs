@@ -1,9 +1,9 @@
 //! The desired state: a validated spec with defaults filled in and secrets
 //! resolved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::error::SpecError;
 use super::load::Document;
@@ -27,6 +27,9 @@ pub struct Desired {
     pub missing: Vec<MissingValue>,
     /// Things that work but deserve attention, such as literal secrets.
     pub warnings: Vec<String>,
+    /// Position of each tenant id in `tenants`, built on first lookup; apply
+    /// looks every tenant up, which must not take quadratic time.
+    pub index: OnceLock<HashMap<String, usize>>,
 }
 
 impl Desired {
@@ -44,11 +47,23 @@ impl Desired {
             tenants: Vec::new(),
             missing: Vec::new(),
             warnings: Vec::new(),
+            index: OnceLock::new(),
         }
     }
 
+    /// Finds a tenant by id.
     pub fn tenant(&self, id: &str) -> Option<&DesiredTenant> {
-        self.tenants.iter().find(|tenant| tenant.id == id)
+        let index = self.index.get_or_init(|| {
+            self.tenants
+                .iter()
+                .enumerate()
+                .map(|(position, tenant)| (tenant.id.clone(), position))
+                .collect()
+        });
+        index
+            .get(id)
+            .and_then(|position| self.tenants.get(*position))
+            .filter(|tenant| tenant.id == id)
     }
 }
 

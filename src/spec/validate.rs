@@ -414,6 +414,7 @@ impl<'a> Builder<'a> {
             tenants,
             missing: std::mem::take(&mut self.missing),
             warnings: std::mem::take(&mut self.warnings),
+            index: OnceLock::new(),
         }
     }
 

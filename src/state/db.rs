@@ -1,7 +1,9 @@
 //! PostgreSQL connections: URLs, single connections and pools.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
@@ -17,6 +19,29 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postg
 
 /// Seconds libpq waits for a server before giving up.
 const CONNECT_TIMEOUT_SECONDS: u32 = 10;
+
+/// Statements sent to any PostgreSQL server by this process.
+static STATEMENTS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every connection opened from now on count the statements it sends
+/// (a batch of several statements counts once: it is one round trip).
+pub fn count_statements() {
+    fn counter() -> Option<Box<dyn Instrumentation>> {
+        Some(Box::new(|event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                STATEMENTS_SENT.fetch_add(1, Ordering::Relaxed);
+            }
+        }))
+    }
+    if let Err(error) = set_default_instrumentation(counter) {
+        tracing::debug!(%error, "cannot count SQL statements");
+    }
+}
+
+/// Returns the number of statements sent since [`count_statements`].
+pub fn statements_sent() -> u64 {
+    STATEMENTS_SENT.load(Ordering::Relaxed)
+}
 
 /// Returns a URL with its password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {

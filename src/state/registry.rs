@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{Array, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{Error, Result};
@@ -32,6 +32,8 @@ pub mod schema {
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            applied_count -> Integer,
+            applied_digest -> Nullable<Text>,
         }
     }
 
@@ -72,11 +74,21 @@ pub mod schema {
         }
     }
 
+    diesel::table! {
+        tenantctl.templates (server, name) {
+            server -> Text,
+            name -> Text,
+            digest -> Text,
+            ready -> Bool,
+            created_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(tenant_migrations -> tenants (tenant_id));
     diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_migrations);
 }
 
-use schema::{events, shared_migrations, superusers, tenant_migrations, tenants};
+use schema::{events, shared_migrations, superusers, templates, tenant_migrations, tenants};
 
 /// Tenant status as the registry stores it.
 pub const STATUS_READY: &str = "ready";
@@ -127,14 +139,11 @@ pub struct EventRecord {
 }
 
 /// Summary of the migrations recorded for one tenant.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone)]
 pub struct AppliedSummary {
-    #[diesel(sql_type = Text)]
     pub tenant_id: String,
-    #[diesel(sql_type = BigInt)]
     pub count: i64,
     /// MD5 of every `version:checksum`, one per line, in version order.
-    #[diesel(sql_type = Text)]
     pub digest: String,
 }
 
@@ -196,39 +205,39 @@ fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {
     })
 }
 
-/// Reads all tenants and a summary of their applied migrations.
+/// Reads all tenants and a summary of their applied migrations, in one
+/// query: triggers on `tenant_migrations` keep the summary in each tenant's
+/// row.
 pub fn read_state(connection: &mut PgConnection) -> Result<RegistryState> {
-    let records = tenants::table
-        .select(TenantRecord::as_select())
+    let rows: Vec<(TenantRecord, i32, Option<String>)> = tenants::table
+        .select((
+            TenantRecord::as_select(),
+            tenants::applied_count,
+            tenants::applied_digest,
+        ))
         .load(connection)
         .map_err(Error::query("cannot read the registry"))?;
-    let summaries: Vec<AppliedSummary> = diesel::sql_query(
-        "SELECT tenant_id, count(*) AS count, \
-         md5(string_agg(version || ':' || checksum, E'\\n' ORDER BY version)) AS digest \
-         FROM tenantctl.tenant_migrations GROUP BY tenant_id",
-    )
-    .load(connection)
-    .map_err(Error::query("cannot read the registry's migration records"))?;
     let superuser_rows: Vec<(String, String)> = superusers::table
         .select((superusers::tenant_id, superusers::role_name))
         .order((superusers::tenant_id, superusers::role_name))
         .load(connection)
         .map_err(Error::query("cannot read the registry's superusers"))?;
-    let mut superusers: HashMap<String, Vec<String>> = HashMap::new();
+    let mut state = RegistryState::default();
     for (tenant, role) in superuser_rows {
-        superusers.entry(tenant).or_default().push(role);
+        state.superusers.entry(tenant).or_default().push(role);
     }
-    Ok(RegistryState {
-        superusers,
-        tenants: records
-            .into_iter()
-            .map(|record| (record.id.clone(), record))
-            .collect(),
-        applied: summaries
-            .into_iter()
-            .map(|summary| (summary.tenant_id.clone(), summary))
-            .collect(),
-    })
+    for (record, count, digest) in rows {
+        if let Some(digest) = digest.filter(|_| count > 0) {
+            let summary = AppliedSummary {
+                tenant_id: record.id.clone(),
+                count: i64::from(count),
+                digest,
+            };
+            state.applied.insert(record.id.clone(), summary);
+        }
+        state.tenants.insert(record.id.clone(), record);
+    }
+    Ok(state)
 }
 
 /// Reads the applied migrations (version, checksum) of the given tenants.
@@ -322,6 +331,31 @@ pub fn record_migrations(
         .map(|_| ())
 }
 
+/// Records applied migrations of a tenant together with the event that logs
+/// them, in one statement: `migrate` then costs one round trip and one
+/// commit per tenant for the registry.
+pub fn record_migrations_logged(
+    connection: &mut PgConnection,
+    id: &str,
+    applied: &[(&str, &str)],
+    event: &str,
+) -> QueryResult<()> {
+    let (versions, checksums): (Vec<&str>, Vec<&str>) = applied.iter().copied().unzip();
+    diesel::sql_query(
+        "WITH recorded AS (\
+         INSERT INTO tenantctl.tenant_migrations (tenant_id, version, checksum) \
+         SELECT $1, version, checksum FROM unnest($2::text[], $3::text[]) AS m (version, checksum) \
+         ON CONFLICT DO NOTHING) \
+         INSERT INTO tenantctl.events (tenant_id, action, outcome) VALUES ($1, $4, 'ok')",
+    )
+    .bind::<Text, _>(id)
+    .bind::<Array<Text>, _>(versions)
+    .bind::<Array<Text>, _>(checksums)
+    .bind::<Text, _>(event)
+    .execute(connection)
+    .map(|_| ())
+}
+
 /// Records applied shared migrations of a table schema.
 pub fn record_shared_migrations(
     connection: &mut PgConnection,
@@ -366,6 +400,27 @@ pub fn log_event(
         .map(|_| ())
 }
 
+/// Appends successful events of one tenant, in order, with one statement.
+pub fn log_events(connection: &mut PgConnection, id: &str, actions: &[String]) -> QueryResult<()> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = actions
+        .iter()
+        .map(|action| {
+            (
+                events::tenant_id.eq(id),
+                events::action.eq(action),
+                events::outcome.eq("ok"),
+            )
+        })
+        .collect();
+    diesel::insert_into(events::table)
+        .values(rows)
+        .execute(connection)
+        .map(|_| ())
+}
+
 /// Reads the newest events of a tenant, newest first.
 pub fn recent_events(
     connection: &mut PgConnection,
@@ -381,7 +436,63 @@ pub fn recent_events(
         .map_err(Error::query("cannot read the event log"))
 }
 
-/// Returns MD5 of `version:checksum` lines, as [`read_state`] computes it in SQL.
+/// A template database tenantctl made on one server.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = templates)]
+pub struct TemplateRecord {
+    pub server: String,
+    pub name: String,
+    pub digest: String,
+    pub ready: bool,
+}
+
+/// Reads the template databases recorded for a server.
+pub fn templates(connection: &mut PgConnection, server: &str) -> QueryResult<Vec<TemplateRecord>> {
+    templates::table
+        .filter(templates::server.eq(server))
+        .select(TemplateRecord::as_select())
+        .order(templates::name)
+        .load(connection)
+}
+
+/// Records that a template database is being made; it is not ready yet.
+pub fn start_template(
+    connection: &mut PgConnection,
+    server: &str,
+    name: &str,
+    digest: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(templates::table)
+        .values((
+            templates::server.eq(server),
+            templates::name.eq(name),
+            templates::digest.eq(digest),
+            templates::ready.eq(false),
+        ))
+        .on_conflict((templates::server, templates::name))
+        .do_update()
+        .set((templates::digest.eq(digest), templates::ready.eq(false)))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Marks a template database as migrated and ready to copy.
+pub fn finish_template(connection: &mut PgConnection, server: &str, name: &str) -> QueryResult<()> {
+    diesel::update(templates::table.find((server, name)))
+        .set(templates::ready.eq(true))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Forgets a template database once it is dropped.
+pub fn forget_template(connection: &mut PgConnection, server: &str, name: &str) -> QueryResult<()> {
+    diesel::delete(templates::table.find((server, name)))
+        .execute(connection)
+        .map(|_| ())
+}
+
+/// Returns MD5 of `version:checksum` lines, as the registry's
+/// `summarize_applied` trigger computes it in SQL.
 pub fn applied_digest<'a>(applied: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     use md5::{Digest, Md5};
     let lines: Vec<String> = applied
