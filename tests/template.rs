@@ -1,6 +1,7 @@
-//! Database tenants copied from a template database: the copy has the
-//! migrations, belongs to the tenant role and is recorded; a changed
-//! migration set gets a new template and the old one is dropped.
+//! Database tenants copied from a template database. A copy has the
+//! migrations and is recorded. Its objects belong to `pg_database_owner`,
+//! so to the copy's owner, the tenant role. A changed migration set gets a
+//! new template, and the old one is dropped.
 
 mod support;
 
@@ -66,13 +67,15 @@ fn templates(env: &TestEnv) -> Vec<String> {
     names.lines().map(str::to_string).collect()
 }
 
-/// Owners of every table, sequence, view and schema the migrations made in
-/// a tenant database, with the rows of its own migration record.
+/// Owners of every table, sequence, view and index in the tenant database's
+/// `public` and `tenantctl` schemas, with the rows of its own migration
+/// record.
 fn ownership(env: &TestEnv, name: &str) -> (String, String) {
     let id = env.id(name);
     let owners = env.psql_db(
         &id,
-        "SELECT string_agg(DISTINCT pg_get_userbyid(relowner)::text, ',') FROM pg_class \
+        "SELECT string_agg(DISTINCT pg_get_userbyid(relowner)::text, ',' \
+         ORDER BY pg_get_userbyid(relowner)::text) FROM pg_class \
          WHERE relnamespace IN ('public'::regnamespace, 'tenantctl'::regnamespace)",
     );
     let versions = env.psql_db(
@@ -81,6 +84,9 @@ fn ownership(env: &TestEnv, name: &str) -> (String, String) {
     );
     (owners, versions)
 }
+
+/// The role that owns what a copied template holds.
+const OWNER: &str = "pg_database_owner";
 
 fn recorded(env: &TestEnv, name: &str) -> String {
     env.psql(&format!(
@@ -119,19 +125,19 @@ fn database_tenants_from_a_template() {
     assert!(first_plan.contains(&first[0]), "{first_plan}");
     for name in ["a", "b"] {
         let id = env.id(name);
-        assert_eq!(ownership(&env, name), (id.clone(), "1,2".to_string()));
+        assert_eq!(
+            ownership(&env, name),
+            (OWNER.to_string(), "1,2".to_string())
+        );
         assert_eq!(recorded(&env, name), "1,2");
-        // Nothing in the copy still depends on the template's placeholder.
-        let leftovers = env.psql_db(
+        let owns = env.psql_db(
             &id,
             &format!(
-                "SELECT count(*) FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid \
-                 WHERE d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND r.rolname = {}",
-                quote_literal(&first[0])
+                "SELECT pg_has_role({}, 'pg_database_owner', 'USAGE')",
+                quote_literal(&id)
             ),
         );
-        assert_eq!(leftovers, "0");
+        assert_eq!(owns, "t", "the tenant role owns its database's objects");
         // The tenant role can use and change what it owns.
         let url = format!("postgres://{id}:pw@127.0.0.1:5432/{id}");
         let output = std::process::Command::new("psql")
@@ -141,27 +147,126 @@ fn database_tenants_from_a_template() {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     }
+    // The other copy's role has no right on the objects, though they belong
+    // to pg_database_owner in both databases.
+    let (a, b) = (env.id("a"), env.id("b"));
+    let foreign = env.psql_db(
+        &a,
+        &format!(
+            "SELECT pg_has_role({b}, 'pg_database_owner', 'USAGE'), \
+             has_table_privilege({b}, 'users', 'SELECT'), \
+             has_database_privilege({b}, current_database(), 'CONNECT')",
+            b = quote_literal(&b)
+        ),
+    );
+    assert_eq!(foreign, "f|f|f");
+    // No role was made for the template.
+    let template_roles = env.psql_db(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, {})",
+            quote_literal(&template)
+        ),
+    );
+    assert_eq!(template_roles, "0");
     assert!(plan(&env).contains("No changes"));
 
     // A new migration makes a new template for the next new tenant; the old
-    // template and its placeholder role go.
+    // template goes. The tenants made before it run the new migration as
+    // their own role.
     write_migration(&mig, "3_notes", "CREATE TABLE notes (id int);");
     env.write_spec("tenants.toml", &spec(&env, &["a", "b", "c"]));
     apply(&env);
     let second = templates(&env);
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second, first);
-    let old_role = env.psql_db(
-        "postgres",
-        &format!(
-            "SELECT count(*) FROM pg_roles WHERE rolname = {}",
-            quote_literal(&first[0])
-        ),
+    for name in ["a", "b"] {
+        let mut owners = [env.id(name), OWNER.to_string()];
+        owners.sort();
+        let owners = owners.join(",");
+        assert_eq!(ownership(&env, name), (owners, "1,2,3".to_string()));
+    }
+    assert_eq!(
+        ownership(&env, "c"),
+        (OWNER.to_string(), "1,2,3".to_string())
     );
-    assert_eq!(old_role, "0");
     for name in ["a", "b", "c"] {
-        assert_eq!(ownership(&env, name), (env.id(name), "1,2,3".to_string()));
         assert_eq!(recorded(&env, name), "1,2,3");
     }
     assert!(plan(&env).contains("No changes"));
+}
+
+/// A role with only CREATEDB and CREATEROLE makes and copies templates, and
+/// a copy whose migrations the registry lost is finished by the next apply
+/// from the copy's own record, running nothing again.
+#[test]
+fn template_non_superuser_and_lost_record() {
+    let env = TestEnv::new();
+    let admin = env.id("admin");
+    env.psql(&format!(
+        "CREATE ROLE {role} LOGIN NOSUPERUSER CREATEDB CREATEROLE; \
+         GRANT CREATE ON DATABASE {control} TO {role}",
+        role = support::quote_ident(&admin),
+        control = support::quote_ident(env.control_db()),
+    ));
+    let url = format!("postgres://{admin}@127.0.0.1:5432/{}", env.control_db());
+    let mig = env.dir().join("mig");
+    // A row the migration writes shows whether it ran in a copy again.
+    write_migration(
+        &mig,
+        "1_users",
+        "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text); \
+         CREATE TABLE runs (at timestamptz DEFAULT now()); INSERT INTO runs DEFAULT VALUES;",
+    );
+    env.write_spec("tenants.toml", &spec(&env, &["a", "b"]));
+    let run = |args: &[&str]| {
+        let output = env
+            .cmd()
+            .args(args)
+            .env("TENANTCTL_DATABASE_URL", &url)
+            .env("TENANT_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{args:?} failed:\n{text}");
+        text
+    };
+    run(&["apply", "-f", "tenants.toml", "--auto-approve"]);
+    let template = templates(&env);
+    assert_eq!(template.len(), 1, "{template:?}");
+    let template_owner = env.psql_db(
+        "postgres",
+        &format!(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {}",
+            quote_literal(&template[0])
+        ),
+    );
+    assert_eq!(template_owner, admin);
+    for name in ["a", "b"] {
+        assert_eq!(ownership(&env, name), (OWNER.to_string(), "1".to_string()));
+    }
+
+    // The registry loses a's migrations, as when apply stops between the
+    // copy and its record.
+    let a = env.id("a");
+    env.psql(&format!(
+        "DELETE FROM tenantctl.tenant_migrations WHERE tenant_id = {id}; \
+         UPDATE tenantctl.tenants SET status = 'pending' WHERE id = {id}",
+        id = quote_literal(&a)
+    ));
+    let plan = run(&["plan", "-f", "tenants.toml"]);
+    assert!(plan.contains("1_users"), "{plan}");
+    run(&["apply", "-f", "tenants.toml", "--auto-approve"]);
+    assert_eq!(recorded(&env, "a"), "1");
+    assert_eq!(env.psql_db(&a, "SELECT count(*) FROM runs"), "1");
+    let status = env.psql(&format!(
+        "SELECT status FROM tenantctl.tenants WHERE id = {}",
+        quote_literal(&a)
+    ));
+    assert_eq!(status, "ready");
+    assert!(run(&["plan", "-f", "tenants.toml"]).contains("No changes"));
 }

@@ -207,21 +207,20 @@ pub fn schema_spec(path: &Path, ids: &[String], migrations: &Path) -> Result<(),
     write(path, &text)
 }
 
-/// Writes a spec of database tenants, each with its own database and role.
+/// Writes a spec of database tenants, each with its own `template` setting.
 pub fn database_spec(
     path: &Path,
-    ids: &[String],
+    tenants: &[(String, bool)],
     migrations: &Path,
-    template: bool,
 ) -> Result<(), String> {
     let mut text = format!(
-        "version = 1\n\n[defaults]\nisolation = \"database\"\nmigrations = \"{}\"\ntemplate = {template}\n",
+        "version = 1\n\n[defaults]\nisolation = \"database\"\nmigrations = \"{}\"\n",
         migrations.display()
     );
-    for id in ids {
+    for (id, template) in tenants {
         let _ = write!(
             text,
-            "\n[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\n\n[tenants.database]\nuser = \"{id}\"\npassword = {{ env = \"{PASSWORD_VARIABLE}\" }}\n"
+            "\n[[tenants]]\nid = \"{id}\"\nname = \"Tenant {id}\"\n\n[tenants.database]\nuser = \"{id}\"\npassword = {{ env = \"{PASSWORD_VARIABLE}\" }}\ntemplate = {template}\n"
         );
     }
     write(path, &text)

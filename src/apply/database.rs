@@ -8,16 +8,18 @@ use super::schema::execute;
 use super::schema::{
     create_role, created_line, ensure_membership, ready_line, restrict_role, set_password,
 };
-use super::template::{self, Connections};
+use super::template::Connections;
 use super::{
-    ApplyContext, Report, TenantError, final_status, finish, is_applied_separately, log_action,
+    ApplyContext, Report, TenantError, final_status, is_applied_separately, is_registry_only,
     migrate, write_record,
 };
+use crate::migrations::Migration;
 use crate::plan::TenantPlan;
 use crate::plan::action::Action;
+use crate::plan::render::describe;
 use crate::spec::desired::{DatabaseTarget, DesiredTenant, RoleTarget};
 use crate::sql::quote_ident;
-use crate::state::registry::STATUS_PENDING;
+use crate::state::registry::{self, STATUS_PENDING};
 use crate::state::{db, server_key};
 
 type AdminConnection =
@@ -52,18 +54,102 @@ pub fn apply(
         .map_err(|error| TenantError::new("record in registry", error))?;
     }
 
+    let mut done = Done::default();
+    let steps = run_steps(
+        context,
+        tenant,
+        tenant_plan,
+        database,
+        &mut control,
+        &mut report,
+        &mut done,
+    );
+    if let Err(error) = steps {
+        // What succeeded before the failure is logged; the failure itself is
+        // recorded by the caller.
+        if let Err(record_error) = done.record(&mut control, &tenant.id) {
+            tracing::warn!(tenant = %tenant.id, error = %record_error, "cannot log the steps that succeeded");
+        }
+        return Err(error);
+    }
+
+    // The migrations, the events and the final record commit together.
+    done.events.extend(
+        tenant_plan
+            .actions
+            .iter()
+            .filter(|action| is_registry_only(action))
+            .map(describe),
+    );
+    control
+        .transaction::<_, diesel::result::Error, _>(|control| {
+            done.record(control, &tenant.id)?;
+            write_record(control, context, tenant, tenant_plan, status, None)
+        })
+        .map_err(|error| TenantError::new("record in registry", error))?;
+    report.push(ready_line(status, tenant_plan));
+    Ok((report, status))
+}
+
+/// Record of a tenant's finished steps, written to the registry when they end.
+#[derive(Default)]
+struct Done {
+    /// Events of the actions that succeeded, in order.
+    events: Vec<String>,
+    /// Migrations applied in the tenant database.
+    migrations: Vec<migrate::Applied>,
+}
+
+impl Done {
+    fn record(&self, control: &mut PgConnection, id: &str) -> diesel::QueryResult<()> {
+        let migrations: Vec<(&str, &str)> = self
+            .migrations
+            .iter()
+            .map(|(version, checksum)| (version.as_str(), checksum.as_str()))
+            .collect();
+        registry::record_migrations(control, id, &migrations)?;
+        registry::log_events(control, id, &self.events)
+    }
+}
+
+/// Runs the tenant's actions on its server, in plan order.
+fn run_steps(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    tenant_plan: &TenantPlan,
+    database: &DatabaseTarget,
+    control: &mut PgConnection,
+    report: &mut Report,
+    done: &mut Done,
+) -> Result<(), TenantError> {
     let key = server_key(database, &context.servers.control_key);
     let role = RoleTarget {
         name: database.owner.clone(),
         password: database.password.clone(),
     };
     let mut admin = None;
+    // Set when this run copied the database from a template, which contains
+    // every migration of the tenant's set.
+    let mut copied = false;
     for action in &tenant_plan.actions {
         if is_applied_separately(action) {
             continue;
         }
         if let Action::RunMigrations { migrations } = action {
-            run_planned_migrations(context, tenant, database, &key, migrations, &mut control)?;
+            let set = tenant
+                .migrations
+                .as_ref()
+                .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
+            let pending = migrate::pending(set, migrations)?;
+            let applied = if copied {
+                pending
+                    .iter()
+                    .map(|m| (m.version.clone(), m.checksum.clone()))
+                    .collect()
+            } else {
+                run_migrations(context, database, &key, &pending)?
+            };
+            done.migrations.extend(applied);
             report.push("✓ Migrations completed".to_string());
         } else {
             let admin = match &mut admin {
@@ -83,11 +169,12 @@ pub fn apply(
                     .ok_or_else(|| TenantError::new("template", "no migration folder"))?;
                 let connections = Connections {
                     admin,
-                    control: &mut control,
+                    control: &mut *control,
                 };
                 context
                     .templates
                     .ensure(context, connections, &key, template, set)?;
+                copied = true;
             }
             let line = run_admin_action(context, admin, &role, action)
                 .map_err(|error| error.at_server(&key))?;
@@ -95,12 +182,9 @@ pub fn apply(
                 report.push(line);
             }
         }
-        log_action(&mut control, &tenant.id, action)?;
+        done.events.push(describe(action));
     }
-
-    finish(&mut control, context, tenant, tenant_plan, status)?;
-    report.push(ready_line(status, tenant_plan));
-    Ok((report, status))
+    Ok(())
 }
 
 fn admin_connection(context: &ApplyContext<'_>, key: &str) -> Result<AdminConnection, TenantError> {
@@ -172,20 +256,13 @@ fn run_admin_action(
     Ok(None)
 }
 
-/// Runs the plan's migrations in the tenant database and records them.
-fn run_planned_migrations(
+/// Runs pending migrations in the tenant database as its owner.
+fn run_migrations(
     context: &ApplyContext<'_>,
-    tenant: &DesiredTenant,
     database: &DatabaseTarget,
     key: &str,
-    migrations: &[String],
-    control: &mut PgConnection,
-) -> Result<(), TenantError> {
-    let set = tenant
-        .migrations
-        .as_ref()
-        .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
-    let pending = migrate::pending(set, migrations)?;
+    pending: &[&Migration],
+) -> Result<Vec<migrate::Applied>, TenantError> {
     let admin_url = &context
         .servers
         .get(key)
@@ -195,18 +272,6 @@ fn run_planned_migrations(
         .map_err(|error| TenantError::new("connect", error))?;
     let mut connection =
         db::connect(&url).map_err(|error| TenantError::new("connect", error).at_server(key))?;
-    if database.template {
-        // Objects a copied template left to its placeholder role go to the
-        // tenant role first; this also fixes a copy whose run stopped here.
-        let control = db::database_name(&context.servers.control_url)
-            .map_err(|error| TenantError::new("template", error))?;
-        template::adopt_copied_objects(
-            &mut connection,
-            &template::prefix(&control),
-            &database.owner,
-        )?;
-    }
-    let applied = migrate::run_in_open_database(&mut connection, &database.owner, &pending)
-        .map_err(|error| error.at_server(key))?;
-    migrate::record_in_registry(control, &tenant.id, &applied)
+    migrate::run_in_open_database(&mut connection, &database.owner, pending)
+        .map_err(|error| error.at_server(key))
 }

@@ -2,20 +2,21 @@
 //! copied into each new database tenant with `CREATE DATABASE ... TEMPLATE`,
 //! which is much faster than running the migrations in every new database.
 //!
-//! A NOLOGIN placeholder role, named like the template, runs the template's
-//! migrations, so its objects have an owner that no tenant shares. Each copy
-//! hands them to its tenant role with `REASSIGN OWNED`. The template database
-//! itself belongs to the connecting role, never to the placeholder: REASSIGN
-//! OWNED also moves the shared objects a role owns, databases included.
+//! The template's migrations run as `pg_database_owner`, the role whose one
+//! member is the owner of the current database. What they create belongs to
+//! the owner of each copy, the tenant role, with no step in the copy: a copy
+//! needs no connection, and no role is shared between tenants. The template
+//! database itself belongs to the connecting role.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use super::migrate::run_in_open_database;
-use super::schema::{ensure_membership, execute};
+use super::schema::execute;
 use super::{ApplyContext, TenantError};
 use crate::migrations::MigrationSet;
 use crate::spec::model::Isolation;
@@ -27,6 +28,9 @@ use crate::state::{db, server_key};
 /// Text between the control database's name and the digest in a template's
 /// name.
 const MARKER: &str = "_tpl_";
+
+/// How long making a template waits for its migration session to end.
+const SESSION_END_WAIT: Duration = Duration::from_secs(1);
 
 /// Hex digits of the migration set's digest in a template's name.
 const DIGEST_DIGITS: usize = 12;
@@ -44,8 +48,7 @@ pub fn prefix(control_database: &str) -> String {
     format!("{}{MARKER}", &control_database[..cut])
 }
 
-/// Returns the name of the template database, and of its placeholder role,
-/// for a migration set.
+/// Returns the name of the template database for a migration set.
 pub fn name(control_database: &str, set: &MigrationSet) -> String {
     let digits = set.digest.get(..DIGEST_DIGITS).unwrap_or(&set.digest);
     format!("{}{digits}", prefix(control_database))
@@ -110,13 +113,8 @@ struct Maker<'a, 'c> {
     name: &'a str,
 }
 
-#[derive(QueryableByName)]
-struct Exists {
-    #[diesel(sql_type = Bool)]
-    database: bool,
-    #[diesel(sql_type = Bool)]
-    role: bool,
-}
+/// The role that owns what the template's migrations create.
+pub const OWNER: &str = "pg_database_owner";
 
 impl Maker<'_, '_> {
     fn make(mut self, set: &MigrationSet) -> Result<(), TenantError> {
@@ -124,14 +122,14 @@ impl Maker<'_, '_> {
             .map_err(|error| TenantError::new("read templates from the registry", error))?;
         let record = records.iter().find(|record| record.name == self.name);
         let exists = existing(self.connections.admin, self.name)?;
-        if exists.database && record.is_some_and(|record| record.ready) {
+        if exists && record.is_some_and(|record| record.ready) {
             return Ok(());
         }
-        if record.is_none() && (exists.database || exists.role) {
+        if record.is_none() && exists {
             return Err(TenantError::new(
                 "create template",
                 format!(
-                    "a database or role named {} exists, and tenantctl did not make it; \
+                    "a database named {} exists, and tenantctl did not make it; \
                      hint: rename or drop it, or set template = false",
                     self.name
                 ),
@@ -139,30 +137,24 @@ impl Maker<'_, '_> {
         }
         registry::start_template(self.connections.control, self.key, self.name, &set.digest)
             .map_err(|error| TenantError::new("record template in the registry", error))?;
-        if exists.database {
+        if exists {
             // Left half-made by an earlier run that stopped.
             drop_database(self.connections.admin, self.name)?;
         }
-        self.create(exists.role, set)?;
+        self.create(set)?;
         registry::finish_template(self.connections.control, self.key, self.name)
             .map_err(|error| TenantError::new("record template in the registry", error))?;
         self.drop_unused(&records);
         Ok(())
     }
 
-    /// Creates the placeholder role and the database, runs the migrations
-    /// in it as that role, and freezes it as a template.
-    fn create(&mut self, role_exists: bool, set: &MigrationSet) -> Result<(), TenantError> {
+    /// Creates the database, runs the migrations in it as
+    /// `pg_database_owner`, and freezes it as a template.
+    fn create(&mut self, set: &MigrationSet) -> Result<(), TenantError> {
         let ident = quote_ident(self.name);
         let admin = &mut *self.connections.admin;
-        if !role_exists {
-            execute(
-                admin,
-                "create template role",
-                &format!("CREATE ROLE {ident} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
-            )?;
-        }
-        ensure_membership(admin, &self.context.current_role, self.name)?;
+        // The CREATE privilege on a database is its owner's, the connecting
+        // role, not pg_database_owner's; a copy has its own privileges.
         execute(
             admin,
             "create template",
@@ -171,7 +163,7 @@ impl Maker<'_, '_> {
         execute(
             admin,
             "grant on template",
-            &format!("GRANT CREATE ON DATABASE {ident} TO {ident}"),
+            &format!("GRANT CREATE ON DATABASE {ident} TO {OWNER}"),
         )?;
 
         let server = self.context.servers.get(self.key).ok_or_else(|| {
@@ -181,13 +173,8 @@ impl Maker<'_, '_> {
             .map_err(|error| TenantError::new("connect", error))?;
         let mut connection =
             db::connect(&url).map_err(|error| TenantError::new("connect", error))?;
-        execute(
-            &mut connection,
-            "grant on template",
-            &format!("GRANT CREATE ON SCHEMA public TO {ident}"),
-        )?;
         let all: Vec<_> = set.migrations.iter().collect();
-        run_in_open_database(&mut connection, self.name, &all)?;
+        run_in_open_database(&mut connection, OWNER, &all)?;
         drop(connection);
 
         // No session may connect to a template: one would block every copy.
@@ -197,7 +184,8 @@ impl Maker<'_, '_> {
             admin,
             "freeze template",
             &format!("ALTER DATABASE {ident} WITH ALLOW_CONNECTIONS false"),
-        )
+        )?;
+        wait_for_sessions_to_end(admin, self.name)
     }
 
     /// Drops this server's recorded templates that no tenant of the spec
@@ -243,15 +231,44 @@ fn used_templates(context: &ApplyContext<'_>, key: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Tells whether a database and a role named `name` exist.
-fn existing(admin: &mut PgConnection, name: &str) -> Result<Exists, TenantError> {
-    diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS database, \
-         EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS role",
-    )
-    .bind::<Text, _>(name)
-    .get_result(admin)
-    .map_err(|error| TenantError::new("read pg_database", error))
+/// Tells whether a database named `name` exists.
+fn existing(admin: &mut PgConnection, name: &str) -> Result<bool, TenantError> {
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        database: bool,
+    }
+    diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS database")
+        .bind::<Text, _>(name)
+        .get_result::<Exists>(admin)
+        .map(|exists| exists.database)
+        .map_err(|error| TenantError::new("read pg_database", error))
+}
+
+/// Waits until no session is connected to database `name`. The session
+/// that ran the template's migrations ends a moment after the client
+/// closes it, and a CREATE DATABASE that finds it still there sleeps 100 ms
+/// before it checks again (CountOtherDBBackends in PostgreSQL's procarray.c).
+fn wait_for_sessions_to_end(admin: &mut PgConnection, name: &str) -> Result<(), TenantError> {
+    #[derive(QueryableByName)]
+    struct Sessions {
+        #[diesel(sql_type = Bool)]
+        open: bool,
+    }
+    let deadline = Instant::now() + SESSION_END_WAIT;
+    loop {
+        let sessions: Sessions = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1) AS open",
+        )
+        .bind::<Text, _>(name)
+        .get_result(admin)
+        .map_err(|error| TenantError::new("read pg_stat_activity", error))?;
+        // After the deadline the copies wait for the session themselves.
+        if !sessions.open || Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), TenantError> {
@@ -262,55 +279,10 @@ fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), TenantError
     )
 }
 
-/// Drops a template database and its placeholder role.
+/// Drops a template database.
 fn drop_template(admin: &mut PgConnection, name: &str) -> Result<(), TenantError> {
-    if existing(admin, name)?.database {
+    if existing(admin, name)? {
         drop_database(admin, name)?;
-    }
-    execute(
-        admin,
-        "drop template role",
-        &format!("DROP ROLE IF EXISTS {}", quote_ident(name)),
-    )
-}
-
-#[derive(QueryableByName)]
-struct RoleName {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
-
-/// Gives a database copied from a template to its tenant role: everything
-/// the template's placeholder role owns there, and the privilege it had on
-/// schema `public`. `apply` runs it before each migration run of a tenant
-/// that uses templates, so a copy whose earlier run stopped before this step
-/// is fixed too.
-// NOTE: `migrate` does not run it; a copy whose first apply stopped between
-// CREATE DATABASE and its migration step is fixed by the next `apply`.
-pub fn adopt_copied_objects(
-    connection: &mut PgConnection,
-    template_prefix: &str,
-    owner: &str,
-) -> Result<(), TenantError> {
-    let placeholders: Vec<RoleName> = diesel::sql_query(
-        "SELECT DISTINCT r.rolname::text AS name FROM pg_shdepend d \
-         JOIN pg_roles r ON r.oid = d.refobjid \
-         WHERE d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND starts_with(r.rolname, $1)",
-    )
-    .bind::<Text, _>(template_prefix)
-    .load(connection)
-    .map_err(|error| TenantError::new("read pg_shdepend", error))?;
-    for placeholder in placeholders {
-        let from = quote_ident(&placeholder.name);
-        execute(
-            connection,
-            "take over the template's objects",
-            &format!(
-                "REASSIGN OWNED BY {from} TO {}; REVOKE ALL ON SCHEMA public FROM {from}",
-                quote_ident(owner)
-            ),
-        )?;
     }
     Ok(())
 }
