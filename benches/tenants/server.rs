@@ -76,10 +76,20 @@ impl Server {
         .map(|_| ())
     }
 
-    /// Writes every dirty buffer to disk, so a timed phase does not pay for
-    /// the previous one's writes.
+    /// Writes every dirty buffer to disk and flushes the file system, so a
+    /// timed phase does not pay for the previous one's writes.
     pub fn checkpoint(&self) -> Result<(), String> {
-        self.psql("postgres", "CHECKPOINT").map(|_| ())
+        self.psql("postgres", "CHECKPOINT")?;
+        // A CHECKPOINT leaves the file system's own writes, such as the
+        // blocks freed by the databases dropped before, to the next step.
+        let synced = std::process::Command::new("sync")
+            .status()
+            .map_err(|error| format!("cannot run sync: {error}"))?;
+        if synced.success() {
+            Ok(())
+        } else {
+            Err(format!("sync failed ({synced})"))
+        }
     }
 
     /// Returns the server's version string.
