@@ -172,26 +172,33 @@ fn database_tenants_from_a_template() {
     assert!(plan(&env).contains("No changes"));
 
     // A new migration makes a new template for the next new tenant; the old
-    // template goes. The tenants made before it run the new migration as
-    // their own role.
-    write_migration(&mig, "3_notes", "CREATE TABLE notes (id int);");
+    // template goes. The copies made before run it as pg_database_owner too,
+    // so a copied view can be replaced to read a new table.
+    write_migration(
+        &mig,
+        "3_notes",
+        "CREATE TABLE notes (id int); \
+         CREATE OR REPLACE VIEW named AS SELECT name FROM users CROSS JOIN notes;",
+    );
     env.write_spec("tenants.toml", &spec(&env, &["a", "b", "c"]));
     apply(&env);
     let second = templates(&env);
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second, first);
-    for name in ["a", "b"] {
-        let mut owners = [env.id(name), OWNER.to_string()];
-        owners.sort();
-        let owners = owners.join(",");
-        assert_eq!(ownership(&env, name), (owners, "1,2,3".to_string()));
-    }
-    assert_eq!(
-        ownership(&env, "c"),
-        (OWNER.to_string(), "1,2,3".to_string())
-    );
     for name in ["a", "b", "c"] {
+        assert_eq!(
+            ownership(&env, name),
+            (OWNER.to_string(), "1,2,3".to_string())
+        );
         assert_eq!(recorded(&env, name), "1,2,3");
+        let id = env.id(name);
+        let url = format!("postgres://{id}:pw@127.0.0.1:5432/{id}");
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c"])
+            .arg("SELECT count(*) FROM named")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{name}: {output:?}");
     }
     assert!(plan(&env).contains("No changes"));
 }
@@ -210,6 +217,7 @@ fn template_non_superuser_and_lost_record() {
         control = support::quote_ident(env.control_db()),
     ));
     let url = format!("postgres://{admin}@127.0.0.1:5432/{}", env.control_db());
+
     let mig = env.dir().join("mig");
     // A row the migration writes shows whether it ran in a copy again.
     write_migration(
@@ -269,4 +277,38 @@ fn template_non_superuser_and_lost_record() {
     ));
     assert_eq!(status, "ready");
     assert!(run(&["plan", "-f", "tenants.toml"]).contains("No changes"));
+}
+
+/// A tenant database named like this control database's templates is not
+/// applied, because apply drops unused templates by that name.
+#[test]
+fn template_name_reserved() {
+    let env = TestEnv::new();
+    write_migration(&env.dir().join("mig"), "1_t", "CREATE TABLE t (id int);");
+    let id = env.id("a");
+    let reserved = format!("{}_tpl_0123", env.control_db());
+    env.write_spec(
+        "tenants.toml",
+        &format!(
+            "version = 1\n[defaults]\nmigrations = \"mig\"\n[[tenants]]\nid = \"{id}\"\n\
+             name = \"a\"\nisolation = \"database\"\n[tenants.database]\nname = \"{reserved}\"\n\
+             user = \"{id}\"\npassword = {{ env = \"TENANT_PASSWORD\" }}\n"
+        ),
+    );
+    let output = env
+        .cmd()
+        .args(["apply", "-f", "tenants.toml", "--auto-approve"])
+        .env("TENANT_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("are reserved for them"), "{stdout}");
+    let created = env.psql_db(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            quote_literal(&reserved)
+        ),
+    );
+    assert_eq!(created, "0");
 }

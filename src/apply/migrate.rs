@@ -16,6 +16,7 @@ use diesel::sql_types::Text;
 
 use super::TenantError;
 use super::schema::execute;
+use super::template;
 use crate::migrations::{Migration, MigrationSet};
 use crate::sql::quote_ident;
 use crate::state::{db, registry};
@@ -195,7 +196,8 @@ fn enter_schema(
     execute(connection, "set search_path", &sql)
 }
 
-/// Runs migrations inside a tenant database as its owner role, recording
+/// Runs migrations inside a tenant database as its owner role, or as
+/// `pg_database_owner` in a copy of a template (see [`migration_role`]), recording
 /// each batch in the database's own `tenantctl.migrations` table in the same
 /// transaction. Returns every (version, checksum) of `pending` now applied
 /// there, including those a killed earlier run applied but did not record in
@@ -209,18 +211,54 @@ pub fn run_in_database(
     run_in_open_database(&mut connection, owner, pending)
 }
 
+/// Returns the role that runs migrations in an open tenant database.
+/// In a copy of a template, where `tenantctl.migrations` and every copied
+/// object belong to `pg_database_owner`, later migrations run as that role
+/// too: run as the tenant role, they would make objects that
+/// `pg_database_owner` cannot read, and a copied view or SECURITY DEFINER
+/// function replaced to use them would fail with permission denied.
+fn migration_role(connection: &mut PgConnection, owner: &str) -> Result<String, TenantError> {
+    #[derive(QueryableByName)]
+    struct Copied {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        copied: bool,
+    }
+    if owner == template::OWNER {
+        return Ok(owner.to_string());
+    }
+    let found: Copied = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('tenantctl.migrations') \
+         AND relowner = 'pg_database_owner'::regrole) AS copied",
+    )
+    .get_result(connection)
+    .map_err(|error| TenantError::new("read the owner of tenantctl.migrations", error))?;
+    if !found.copied {
+        return Ok(owner.to_string());
+    }
+    // The CREATE privilege on a database is its owner's, the tenant role's,
+    // and a copy does not take the template's privileges.
+    execute(
+        connection,
+        "grant create to pg_database_owner",
+        "DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO pg_database_owner', \
+         current_database()); END $$",
+    )?;
+    Ok(template::OWNER.to_string())
+}
+
 /// Does what [`run_in_database`] does, on a connection the caller opened.
 pub fn run_in_open_database(
     connection: &mut PgConnection,
     owner: &str,
     pending: &[&Migration],
 ) -> Result<Vec<Applied>, TenantError> {
+    let role = migration_role(connection, owner)?;
     execute(
         connection,
         "set role",
         &format!(
             "SET client_min_messages = warning; SET ROLE {}; {LOCAL_RECORD_DDL}",
-            quote_ident(owner)
+            quote_ident(&role)
         ),
     )?;
     let local: Vec<LocalRecord> =

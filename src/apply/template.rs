@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
+use sha2::{Digest, Sha256};
 
 use super::migrate::run_in_open_database;
 use super::schema::execute;
@@ -32,20 +33,32 @@ const MARKER: &str = "_tpl_";
 /// How long making a template waits for its migration session to end.
 const SESSION_END_WAIT: Duration = Duration::from_secs(1);
 
+/// Hex digits of the SHA-256 of a long control database name in its
+/// templates' names.
+const LONG_NAME_DIGITS: usize = 8;
+
 /// Hex digits of the migration set's digest in a template's name.
 const DIGEST_DIGITS: usize = 12;
 
-/// Returns the start of every template name of a control database: its name,
-/// cut so that a whole template name fits in 63 bytes, then `_tpl_`.
-/// Templates are per control database, so two deployments on one server
-/// never drop each other's template.
+/// Returns the start of every template name of a control database, then
+/// `_tpl_`. A name too long for a 63-byte template name is cut and ends
+/// with 8 hex digits of its SHA-256, so two long control database names
+/// that start alike still get different templates.
 pub fn prefix(control_database: &str) -> String {
     let room = MAX_IDENTIFIER_BYTES - MARKER.len() - DIGEST_DIGITS;
-    let mut cut = control_database.len().min(room);
+    if control_database.len() <= room {
+        return format!("{control_database}{MARKER}");
+    }
+    let hash = hex::encode(Sha256::digest(control_database.as_bytes()));
+    let mut cut = room - 1 - LONG_NAME_DIGITS;
     while !control_database.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{MARKER}", &control_database[..cut])
+    format!(
+        "{}_{}{MARKER}",
+        &control_database[..cut],
+        &hash[..LONG_NAME_DIGITS]
+    )
 }
 
 /// Returns the name of the template database for a migration set.
@@ -303,5 +316,13 @@ mod tests {
         assert_eq!(template.len(), MAX_IDENTIFIER_BYTES);
         assert!(template.ends_with("_tpl_0123456789ab"));
         assert_eq!(name("ctl", &set), "ctl_tpl_0123456789ab");
+
+        // Two long names that differ only past the cut get their own.
+        let other = format!("{}d", "c".repeat(62));
+        let other_template = name(&other, &set);
+        assert_eq!(other_template.len(), MAX_IDENTIFIER_BYTES);
+        assert_ne!(other_template, template);
+        let fits = "c".repeat(MAX_IDENTIFIER_BYTES - MARKER.len() - DIGEST_DIGITS);
+        assert_eq!(prefix(&fits), format!("{fits}{MARKER}"));
     }
 }

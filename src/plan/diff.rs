@@ -300,6 +300,11 @@ impl TenantPlanner<'_> {
             self.blocked = true;
             return;
         }
+        if let Some(note) = self.template_name_taken() {
+            self.notes.push(note);
+            self.blocked = true;
+            return;
+        }
         match self.tenant.isolation {
             Isolation::Database => self.plan_database(),
             Isolation::Schema => self.plan_schema(),
@@ -370,6 +375,22 @@ impl TenantPlanner<'_> {
         privileges::check(&self.actions, &rights)
     }
 
+    /// Returns a note when the tenant's database is named like this control
+    /// database's templates, which apply drops when no tenant uses them.
+    fn template_name_taken(&self) -> Option<String> {
+        let database = self.tenant.database.as_ref()?;
+        let control = db::database_name(&self.servers.control_url).ok()?;
+        let reserved = template::prefix(&control);
+        database.name.starts_with(&reserved).then(|| {
+            format!(
+                "database \"{}\" is named like a template database of this control database \
+                 (names starting with \"{reserved}\" are reserved for them), so this tenant is \
+                 not applied; choose another database name",
+                database.name
+            )
+        })
+    }
+
     /// Returns the template a new database of this tenant is copied from:
     /// one that holds the tenant's migration set, when the spec asks for
     /// templates and apply runs the tenant's migrations.
@@ -383,8 +404,8 @@ impl TenantPlanner<'_> {
     }
 
     /// Drops the template of a new database whose migrations do not run in
-    /// this plan: the step that runs them also gives the copied objects to
-    /// the tenant role.
+    /// this plan: the step that runs them is the one that records the
+    /// copied migrations in the registry.
     fn keep_template_with_migrations(&mut self) {
         let migrates = self
             .actions
