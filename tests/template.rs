@@ -85,7 +85,17 @@ fn ownership(env: &TestEnv, name: &str) -> (String, String) {
     (owners, versions)
 }
 
-/// The role that owns what a copied template holds.
+/// Counts the rows of a shared catalog that match `condition`, with `$1`
+/// replaced by `value` as a literal.
+fn count_in_postgres(env: &TestEnv, catalog: &str, condition: &str, value: &str) -> String {
+    let condition = condition.replace("$1", &quote_literal(value));
+    env.psql_db(
+        "postgres",
+        &format!("SELECT count(*) FROM {catalog} WHERE {condition}"),
+    )
+}
+
+/// The role that owns what a copied template contains.
 const OWNER: &str = "pg_database_owner";
 
 fn recorded(env: &TestEnv, name: &str) -> String {
@@ -161,13 +171,7 @@ fn database_tenants_from_a_template() {
     );
     assert_eq!(foreign, "f|f|f");
     // No role was made for the template.
-    let template_roles = env.psql_db(
-        "postgres",
-        &format!(
-            "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, {})",
-            quote_literal(&template)
-        ),
-    );
+    let template_roles = count_in_postgres(&env, "pg_roles", "starts_with(rolname, $1)", &template);
     assert_eq!(template_roles, "0");
     assert!(plan(&env).contains("No changes"));
 
@@ -303,12 +307,6 @@ fn template_name_reserved() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("are reserved for them"), "{stdout}");
-    let created = env.psql_db(
-        "postgres",
-        &format!(
-            "SELECT count(*) FROM pg_database WHERE datname = {}",
-            quote_literal(&reserved)
-        ),
-    );
+    let created = count_in_postgres(&env, "pg_database", "datname = $1", &reserved);
     assert_eq!(created, "0");
 }
