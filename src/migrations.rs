@@ -21,6 +21,13 @@ pub struct Migration {
     pub path: PathBuf,
 }
 
+impl Migration {
+    /// Returns the version and checksum, as the registry records them.
+    pub fn version_and_checksum(&self) -> (String, String) {
+        (self.version.clone(), self.checksum.clone())
+    }
+}
+
 /// All migrations of one folder, sorted by version.
 #[derive(Debug, Clone)]
 pub struct MigrationSet {

@@ -157,7 +157,7 @@ fn database_tenants_from_a_template() {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     }
-    // The other copy's role has no right on the objects, though they belong
+    // The other copy's role has no privilege on the objects, though they belong
     // to pg_database_owner in both databases.
     let (a, b) = (env.id("a"), env.id("b"));
     let foreign = env.psql_db(

@@ -655,7 +655,11 @@ impl Bench {
                 "statements",
             ],
         );
-        let contenders = [Copy::Migrations, Copy::NewTemplate, Copy::ExistingTemplate];
+        let contenders = [
+            Contender::Migrations,
+            Contender::NewTemplate,
+            Contender::ExistingTemplate,
+        ];
         let mut ratios: [Vec<f64>; 2] = Default::default();
         for round in 1..=self.args.database_rounds {
             // Every run follows the drop of the databases of the run before
@@ -675,7 +679,7 @@ impl Bench {
                 // and for one contender the template too.
                 let first = (
                     format!("{tenants}_first"),
-                    contender == Copy::ExistingTemplate,
+                    contender == Contender::ExistingTemplate,
                 );
                 self.server.create_database(&control)?;
                 let warm_up = self.path(&format!("{tenants}_first.toml"));
@@ -685,7 +689,7 @@ impl Bench {
                     &self.migrations.full,
                 )?;
                 self.apply(&control, &warm_up, self.args.parallelism, 1)?;
-                let template = contender != Copy::Migrations;
+                let template = contender != Contender::Migrations;
                 let all: Vec<(String, bool)> = std::iter::once(first)
                     .chain(ids.iter().map(|id| (id.clone(), template)))
                     .collect();
@@ -732,7 +736,7 @@ impl Bench {
 
 /// Source of each new database's migrations in the database phase.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Copy {
+enum Contender {
     /// `template = false`: each database runs every migration.
     Migrations = 0,
     /// `template = true` into a fresh control database: the timed run makes
@@ -742,12 +746,12 @@ enum Copy {
     ExistingTemplate = 2,
 }
 
-impl Copy {
+impl Contender {
     fn label(self) -> &'static str {
         match self {
-            Copy::Migrations => "running the migrations",
-            Copy::NewTemplate => "from a template made in the run",
-            Copy::ExistingTemplate => "from a template made before",
+            Contender::Migrations => "running the migrations",
+            Contender::NewTemplate => "from a template made in the run",
+            Contender::ExistingTemplate => "from a template made before",
         }
     }
 }

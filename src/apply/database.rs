@@ -65,10 +65,10 @@ pub fn apply(
         &mut done,
     );
     if let Err(error) = steps {
-        // What succeeded before the failure is logged; the failure itself is
-        // recorded by the caller.
+        // What succeeded before the failure is logged, and the caller
+        // records the failure itself.
         if let Err(record_error) = done.record(&mut control, &tenant.id) {
-            tracing::warn!(tenant = %tenant.id, error = %record_error, "cannot log the steps that succeeded");
+            tracing::warn!(tenant = %tenant.id, error = %record_error, "failed to record the steps that succeeded in the registry");
         }
         return Err(error);
     }
@@ -81,12 +81,11 @@ pub fn apply(
             .filter(|action| is_registry_only(action))
             .map(describe),
     );
-    control
-        .transaction::<_, diesel::result::Error, _>(|control| {
-            done.record(control, &tenant.id)?;
-            write_record(control, context, tenant, tenant_plan, status, None)
-        })
-        .map_err(|error| TenantError::new("record in registry", error))?;
+    control.transaction::<_, TenantError, _>(|control| {
+        done.record(control, &tenant.id)?;
+        write_record(control, context, tenant, tenant_plan, status, None)
+            .map_err(|error| TenantError::new("record in registry", error))
+    })?;
     report.push(ready_line(status, tenant_plan));
     Ok((report, status))
 }
@@ -101,14 +100,11 @@ struct Done {
 }
 
 impl Done {
-    fn record(&self, control: &mut PgConnection, id: &str) -> diesel::QueryResult<()> {
-        let migrations: Vec<(&str, &str)> = self
-            .migrations
-            .iter()
-            .map(|(version, checksum)| (version.as_str(), checksum.as_str()))
-            .collect();
-        registry::record_migrations(control, id, &migrations)?;
+    /// Writes the applied migrations and the events to the registry.
+    fn record(&self, control: &mut PgConnection, id: &str) -> Result<(), TenantError> {
+        migrate::record_in_registry(control, id, &self.migrations)?;
         registry::log_events(control, id, &self.events)
+            .map_err(|error| TenantError::new("record in registry", error))
     }
 }
 
@@ -142,10 +138,7 @@ fn run_steps(
                 .ok_or_else(|| TenantError::new("migrations", "no migration folder"))?;
             let pending = migrate::pending(set, migrations)?;
             let applied = if copied {
-                pending
-                    .iter()
-                    .map(|m| (m.version.clone(), m.checksum.clone()))
-                    .collect()
+                pending.iter().map(|m| m.version_and_checksum()).collect()
             } else {
                 run_migrations(context, database, &key, &pending)?
             };

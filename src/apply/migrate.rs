@@ -173,11 +173,7 @@ pub fn run_in_schema(
         } else {
             run_batch(connection)?;
         }
-        applied.extend(
-            batch
-                .iter()
-                .map(|m| (m.version.clone(), m.checksum.clone())),
-        );
+        applied.extend(batch.iter().map(|m| m.version_and_checksum()));
     }
     Ok(applied)
 }
@@ -196,12 +192,12 @@ fn enter_schema(
     execute(connection, "set search_path", &sql)
 }
 
-/// Runs migrations inside a tenant database as its owner role, or as
-/// `pg_database_owner` in a copy of a template (see [`migration_role`]), recording
-/// each batch in the database's own `tenantctl.migrations` table in the same
-/// transaction. Returns every (version, checksum) of `pending` now applied
-/// there, including those a killed earlier run applied but did not record in
-/// the registry. The caller records them in the registry.
+/// Runs migrations inside a tenant database as the role [`migration_role`]
+/// returns, recording each batch in the database's own
+/// `tenantctl.migrations` table in the same transaction. Returns every
+/// (version, checksum) of `pending` now applied there, including those a
+/// killed earlier run applied but did not record in the registry. The caller
+/// records them in the registry.
 pub fn run_in_database(
     url: &str,
     owner: &str,
@@ -211,12 +207,10 @@ pub fn run_in_database(
     run_in_open_database(&mut connection, owner, pending)
 }
 
-/// Returns the role that runs migrations in an open tenant database.
-/// In a copy of a template, where `tenantctl.migrations` and every copied
-/// object belong to `pg_database_owner`, later migrations run as that role
-/// too: run as the tenant role, they would make objects that
-/// `pg_database_owner` cannot read, and a copied view or SECURITY DEFINER
-/// function replaced to use them would fail with permission denied.
+/// Returns the role that runs migrations in an open tenant database:
+/// `pg_database_owner` in a copy of a template, which owns every copied
+/// object there, else `owner`. Objects the tenant role created would be
+/// unreadable to a copied view or SECURITY DEFINER function that uses them.
 fn migration_role(connection: &mut PgConnection, owner: &str) -> Result<String, TenantError> {
     #[derive(QueryableByName)]
     struct Copied {
@@ -290,11 +284,7 @@ pub fn run_in_open_database(
         } else {
             run_batch(connection)?;
         }
-        applied.extend(
-            batch
-                .iter()
-                .map(|m| (m.version.clone(), m.checksum.clone())),
-        );
+        applied.extend(batch.iter().map(|m| m.version_and_checksum()));
     }
     Ok(applied)
 }

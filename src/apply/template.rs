@@ -167,7 +167,7 @@ impl Maker<'_, '_> {
         let ident = quote_ident(self.name);
         let admin = &mut *self.connections.admin;
         // The CREATE privilege on a database is its owner's, the connecting
-        // role, not pg_database_owner's; a copy has its own privileges.
+        // role's, not pg_database_owner's. A copy has its own privileges.
         execute(
             admin,
             "create template",
@@ -246,16 +246,12 @@ fn used_templates(context: &ApplyContext<'_>, key: &str) -> BTreeSet<String> {
 
 /// Tells whether a database named `name` exists.
 fn existing(admin: &mut PgConnection, name: &str) -> Result<bool, TenantError> {
-    #[derive(QueryableByName)]
-    struct Exists {
-        #[diesel(sql_type = Bool)]
-        database: bool,
-    }
-    diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS database")
-        .bind::<Text, _>(name)
-        .get_result::<Exists>(admin)
-        .map(|exists| exists.database)
-        .map_err(|error| TenantError::new("read pg_database", error))
+    query_flag(
+        admin,
+        "read pg_database",
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS found",
+        name,
+    )
 }
 
 /// Waits until no session is connected to database `name`. The session
@@ -263,25 +259,39 @@ fn existing(admin: &mut PgConnection, name: &str) -> Result<bool, TenantError> {
 /// closes it, and a CREATE DATABASE that finds it still there sleeps 100 ms
 /// before it checks again (CountOtherDBBackends in PostgreSQL's procarray.c).
 fn wait_for_sessions_to_end(admin: &mut PgConnection, name: &str) -> Result<(), TenantError> {
-    #[derive(QueryableByName)]
-    struct Sessions {
-        #[diesel(sql_type = Bool)]
-        open: bool,
-    }
     let deadline = Instant::now() + SESSION_END_WAIT;
     loop {
-        let sessions: Sessions = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1) AS open",
-        )
-        .bind::<Text, _>(name)
-        .get_result(admin)
-        .map_err(|error| TenantError::new("read pg_stat_activity", error))?;
+        let open = query_flag(
+            admin,
+            "read pg_stat_activity",
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1) AS found",
+            name,
+        )?;
         // After the deadline the copies wait for the session themselves.
-        if !sessions.open || Instant::now() >= deadline {
+        if !open || Instant::now() >= deadline {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Runs a query whose one column `found` is a boolean, with `name` as `$1`.
+fn query_flag(
+    admin: &mut PgConnection,
+    step: &str,
+    sql: &str,
+    name: &str,
+) -> Result<bool, TenantError> {
+    #[derive(QueryableByName)]
+    struct Flag {
+        #[diesel(sql_type = Bool)]
+        found: bool,
+    }
+    diesel::sql_query(sql)
+        .bind::<Text, _>(name)
+        .get_result::<Flag>(admin)
+        .map(|row| row.found)
+        .map_err(|error| TenantError::new(step, error))
 }
 
 fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), TenantError> {

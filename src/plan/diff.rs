@@ -93,6 +93,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
         })
     });
     let claims = Claims::of(&actual.registry, &servers.control_key);
+    let control_database = db::database_name(&servers.control_url).ok();
     let mut tenants = Vec::new();
     for tenant in desired.tenants.iter().filter(|tenant| selected(&tenant.id)) {
         let record = actual.registry.tenants.get(&tenant.id);
@@ -103,6 +104,7 @@ pub fn diff(context: DiffContext<'_>) -> Plan {
             servers,
             desired,
             claims: &claims,
+            control_database: control_database.as_deref(),
             shared_changes,
             actions: Vec::new(),
             notes: Vec::new(),
@@ -280,6 +282,8 @@ struct TenantPlanner<'a> {
     servers: &'a Servers,
     desired: &'a Desired,
     claims: &'a Claims,
+    /// Name of the control database, which names its template databases.
+    control_database: Option<&'a str>,
     /// Whether the shared plan creates the shared schema or runs shared
     /// migrations, so table tenants' roles need their grants again.
     shared_changes: bool,
@@ -379,8 +383,7 @@ impl TenantPlanner<'_> {
     /// database's templates, which apply drops when no tenant uses them.
     fn template_name_taken(&self) -> Option<String> {
         let database = self.tenant.database.as_ref()?;
-        let control = db::database_name(&self.servers.control_url).ok()?;
-        let reserved = template::prefix(&control);
+        let reserved = template::prefix(self.control_database?);
         database.name.starts_with(&reserved).then(|| {
             format!(
                 "database \"{}\" is named like a template database of this control database \
@@ -399,8 +402,7 @@ impl TenantPlanner<'_> {
             return None;
         }
         let set = self.tenant.migrations.as_ref()?;
-        let control = db::database_name(&self.servers.control_url).ok()?;
-        Some(template::name(&control, set))
+        Some(template::name(self.control_database?, set))
     }
 
     /// Drops the template of a new database whose migrations do not run in
@@ -741,7 +743,7 @@ impl TenantPlanner<'_> {
             (Some(set), Some(_)) => set
                 .migrations
                 .iter()
-                .map(|m| (m.version.clone(), m.checksum.clone()))
+                .map(crate::migrations::Migration::version_and_checksum)
                 .collect(),
             _ => Vec::new(),
         }
