@@ -731,7 +731,8 @@ fn failing_tenant_is_isolated_and_retried() {
     let statuses = env.psql(
         "SELECT id || ' ' || status || ' ' || coalesce(last_error, '-') FROM tenantctl.tenants ORDER BY id",
     );
-    let error = "migration 2024-01-05-000000_broken: relation \"nowhere\" does not exist";
+    let error = "migration 2024-01-05-000000_broken: relation \"nowhere\" does not exist \
+                 (at ./broken/2024-01-05-000000_broken/up.sql)";
     assert_eq!(
         redact(&env, &statuses),
         format!(

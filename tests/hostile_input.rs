@@ -335,6 +335,8 @@ fn invalid_migration_sql_fails_only_its_tenant() {
         )),
         "{shown}"
     );
+    // The error names the file, line and column of the bad SQL.
+    assert!(shown.contains("bad/001_broken/up.sql:1:14)"), "{shown}");
     let registry =
         env.psql("SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM tenantctl.tenants");
     assert_eq!(registry, format!("{bad}:failed,{good}:ready"));

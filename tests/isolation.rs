@@ -105,7 +105,7 @@ fn table_rows_isolated_by_policy() {
         "2024-01-01-000000_create_items",
         "CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
          tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id', true), name text NOT NULL);\
-         CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY, tenant_id varchar(63) NOT NULL, body text);\
+         CREATE TABLE notes (id bigserial, tenant_id varchar(63) NOT NULL, body text);\
          CREATE TABLE countries (code text PRIMARY KEY);\
          INSERT INTO countries VALUES ('fr'), ('jp');",
     );
@@ -171,6 +171,15 @@ password = {{ env = "TB_PASSWORD" }}
         )
         .unwrap(),
         "2"
+    );
+    // A serial column's sequence is granted, so its default works.
+    let insert_note = format!(
+        "INSERT INTO notes (tenant_id, body) VALUES ({}, 'n')",
+        quote_literal(&a)
+    );
+    assert_eq!(
+        psql_as(&a_role, &db, &[&insert_note, "SELECT count(*) FROM notes"]).unwrap(),
+        "1"
     );
     let insert_for_b = format!(
         "INSERT INTO items (tenant_id, name) VALUES ({}, 'x')",

@@ -118,6 +118,16 @@ fn migrate_failing_tenant_dry_run_and_changed_file() {
         quote_literal(&env.id("b"))
     ));
     assert_eq!(b_status, "failed true");
+    // The event's action names migrate; its error does not say it again.
+    let b_event = env.psql(&format!(
+        "SELECT action || ' | ' || error FROM tenantctl.events \
+         WHERE tenant_id = {} AND outcome = 'failed'",
+        quote_literal(&env.id("b"))
+    ));
+    assert!(
+        b_event.starts_with("migrate | migration 2_items"),
+        "{b_event}"
+    );
     // Tenant b ran neither migration: the failed batch rolled back whole.
     assert_eq!(
         env.psql(&format!(

@@ -310,3 +310,42 @@ fn template_name_reserved() {
     let created = count_in_postgres(&env, "pg_database", "datname = $1", &reserved);
     assert_eq!(created, "0");
 }
+
+/// A migration that fails while the template is made fails every tenant
+/// that copies it, with the file, line and column of the bad SQL. Once the
+/// file is fixed, apply makes a new template and drops the half-made one.
+#[test]
+fn template_migration_failure() {
+    let env = TestEnv::new();
+    let mig = env.dir().join("mig");
+    write_migration(&mig, "1_t", "CREATE TABLE t (id int);");
+    write_migration(&mig, "2_bad", "SELECT 1;\nCREATE TABLE (;\n");
+    env.write_spec("tenants.toml", &spec(&env, &["a", "b"]));
+    let output = env
+        .cmd()
+        .args(["apply", "-f", "tenants.toml", "--auto-approve"])
+        .env("TENANT_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    for name in ["a", "b"] {
+        let line = text
+            .lines()
+            .find(|line| line.contains(&format!("Tenant '{}' failed", env.id(name))))
+            .unwrap_or_else(|| panic!("no failure of {name}:\n{text}"));
+        assert!(line.contains("migration 2_bad: syntax error"), "{line}");
+        assert!(line.contains("2_bad/up.sql:2:14)"), "{line}");
+    }
+    assert_eq!(recorded(&env, "a"), "");
+
+    write_migration(&mig, "2_bad", "SELECT 1;\nCREATE TABLE u (id int);\n");
+    apply(&env);
+    assert_eq!(templates(&env).len(), 1, "{:?}", templates(&env));
+    assert_eq!(recorded(&env, "b"), "1,2");
+    assert!(plan(&env).contains("No changes"));
+}

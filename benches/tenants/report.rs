@@ -28,7 +28,7 @@ impl Section {
     }
 }
 
-/// A target of the issue and what the run measured for it.
+/// A speed or memory target and what the run measured for it.
 pub struct Verdict {
     pub target: String,
     pub measured: String,

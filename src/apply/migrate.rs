@@ -342,7 +342,44 @@ pub fn run(connection: &mut PgConnection, migration: &Migration) -> Result<(), T
     tracing::debug!(migration = %migration.name, "running migration");
     connection
         .batch_execute(&migration.up_sql)
-        .map_err(|error| TenantError::new(format!("migration {}", migration.name), error))
+        .map_err(|error| {
+            let at = location(migration, &error);
+            TenantError::new(
+                format!("migration {}", migration.name),
+                format!("{error} (at {at})"),
+            )
+        })
+}
+
+/// Returns `PATH/up.sql`, with `:LINE:COLUMN` when PostgreSQL names the
+/// position of the error in the file.
+fn location(migration: &Migration, error: &diesel::result::Error) -> String {
+    let file = migration.path.join("up.sql");
+    let position = match error {
+        diesel::result::Error::DatabaseError(_, information) => information.statement_position(),
+        _ => None,
+    };
+    match position.and_then(|position| line_and_column(&migration.up_sql, position)) {
+        Some((line, column)) => format!("{}:{line}:{column}", file.display()),
+        None => file.display().to_string(),
+    }
+}
+
+/// Converts PostgreSQL's error position, the 1-based index of a character in
+/// the text sent, into a 1-based line and column.
+fn line_and_column(text: &str, position: i32) -> Option<(usize, usize)> {
+    let index = usize::try_from(position).ok()?.checked_sub(1)?;
+    let mut line = 1;
+    let mut column = 1;
+    for character in text.chars().take(index) {
+        if character == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (text.chars().count() >= index).then_some((line, column))
 }
 
 #[cfg(test)]
@@ -358,6 +395,17 @@ mod tests {
             run_in_transaction,
             path: std::path::PathBuf::new(),
         }
+    }
+
+    #[test]
+    fn error_positions_become_lines_and_columns() {
+        let text = "CREATE TABLE a (id int);\nCREATE TABLE (;\n";
+        assert_eq!(line_and_column(text, 1), Some((1, 1)));
+        assert_eq!(line_and_column(text, 39), Some((2, 14)));
+        // Positions count characters, not bytes.
+        assert_eq!(line_and_column("-- é\nx", 6), Some((2, 1)));
+        assert_eq!(line_and_column(text, 0), None);
+        assert_eq!(line_and_column(text, 500), None);
     }
 
     #[test]

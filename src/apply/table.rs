@@ -2,7 +2,7 @@
 //! any tenant) and each tenant's login role, grants and tenant setting.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{Array, Bool, Text};
 
 use super::schema::{apply_role_action, execute};
 use super::{
@@ -24,6 +24,9 @@ struct SharedTable {
     name: String,
     #[diesel(sql_type = Bool)]
     has_column: bool,
+    /// Sequences the table's columns own (serial and identity columns).
+    #[diesel(sql_type = Array<Text>)]
+    sequences: Vec<String>,
 }
 
 #[derive(QueryableByName)]
@@ -120,7 +123,13 @@ fn shared_tables(
 ) -> Result<Vec<SharedTable>, TenantError> {
     diesel::sql_query(
         "SELECT c.relname::text AS name, EXISTS (SELECT 1 FROM pg_attribute a \
-           WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) AS has_column \
+           WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) AS has_column, \
+         ARRAY(SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) \
+           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid \
+           JOIN pg_namespace sn ON sn.oid = s.relnamespace \
+           WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
+             AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') AND s.relkind = 'S' \
+           ORDER BY s.relname)::text[] AS sequences \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname",
     )
@@ -196,8 +205,8 @@ fn apply_table_action(
 /// privileges on the shared tables ("tenant" as bytes, then 3).
 const SHARED_GRANTS_LOCK_KEY: i64 = 0x7465_6e61_6e74_0003;
 
-/// Revokes every privilege on the shared schema and its tables from a role
-/// and resets its tenant setting.
+/// Revokes every privilege on the shared schema, its tables and its
+/// sequences from a role and resets its tenant setting.
 fn revoke_table_role(
     connection: &mut PgConnection,
     target: &TablesTarget,
@@ -209,6 +218,7 @@ fn revoke_table_role(
     let schema_sql = quote_ident(schema);
     let sql = format!(
         "REVOKE ALL ON ALL TABLES IN SCHEMA {schema_sql} FROM {role_sql};\
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_sql} FROM {role_sql};\
          REVOKE ALL ON SCHEMA {schema_sql} FROM {role_sql};\
          ALTER ROLE {role_sql} RESET {};",
         setting_sql(target)?
@@ -255,6 +265,7 @@ pub fn grant_table_role(
     let schema_sql = quote_ident(&target.schema);
     let mut sql = format!(
         "REVOKE ALL ON ALL TABLES IN SCHEMA {schema_sql} FROM {role_sql};\
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_sql} FROM {role_sql};\
          REVOKE ALL ON SCHEMA {schema_sql} FROM {role_sql};\
          GRANT USAGE ON SCHEMA {schema_sql} TO {role_sql};"
     );
@@ -265,6 +276,15 @@ pub fn grant_table_role(
             grant_list(table.has_column),
             quote_ident(&table.name)
         ));
+        // USAGE lets the default of a serial column of a tenant table call
+        // nextval. The sequences of the read-only shared tables stay closed.
+        if table.has_column {
+            for sequence in &table.sequences {
+                sql.push_str(&format!(
+                    "GRANT USAGE ON SEQUENCE {sequence} TO {role_sql};"
+                ));
+            }
+        }
     }
     sql.push_str(&format!(
         "ALTER ROLE {role_sql} SET {} = {};",

@@ -576,7 +576,10 @@ impl Runner<'_> {
     }
 
     fn record_failure(&self, members: &[&TenantRecord], error: &TenantError) {
+        // The prefix marks the status as a failure of migrate. The event
+        // needs no prefix because its action is already "migrate".
         let message = format!("{ERROR_PREFIX}{error}");
+        let detail = error.to_string();
         let result = db::checkout(&self.control)
             .map_err(|error| error.to_string())
             .and_then(|mut connection| {
@@ -587,7 +590,7 @@ impl Runner<'_> {
                                 &mut connection,
                                 &record.id,
                                 "migrate",
-                                Some(&message),
+                                Some(&detail),
                             )
                         })
                         .map_err(|error| error.to_string())
