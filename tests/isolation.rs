@@ -498,6 +498,38 @@ password = {{ env = "CB_PASSWORD" }}
     apply_ok(&env, "tenants.toml", &vars);
     assert_no_changes(&env, "tenants.toml", &vars);
     assert_noperm(&mut redis_as(&a, "secret-a"), &["GET", &other_key]);
+
+    // A renamed ACL user replaces the old one, which is deleted.
+    let renamed = format!("{a}_v2");
+    let spec = spec.replacen(
+        "[tenants.cache]\npassword",
+        &format!("[tenants.cache]\nuser = \"{renamed}\"\npassword"),
+        1,
+    );
+    env.write_spec("tenants.toml", &spec);
+    let rename = plan(&env, "tenants.toml", &vars);
+    assert!(
+        rename.stdout.contains(&format!("- Redis ACL user \"{a}\"")),
+        "{}",
+        rename.stdout
+    );
+    assert!(
+        rename
+            .stdout
+            .contains(&format!("+ Redis ACL user \"{renamed}\"")),
+        "{}",
+        rename.stdout
+    );
+    apply_ok(&env, "tenants.toml", &vars);
+    let users = env.redis(&["ACL", "USERS"]);
+    assert!(!users.lines().any(|user| user == a), "{users}");
+    assert!(users.lines().any(|user| user == renamed), "{users}");
+    assert_no_changes(&env, "tenants.toml", &vars);
+    let value: String = redis::cmd("GET")
+        .arg(&own_key)
+        .query(&mut redis_as(&renamed, "secret-a"))
+        .unwrap();
+    assert_eq!(value, "a");
 }
 
 #[test]

@@ -11,9 +11,62 @@ use crate::state::db;
 /// A pool of Redis connections, shared by the workers.
 pub type RedisPool = r2d2::Pool<redis::Client>;
 
+/// Applies the Redis steps of a tenant's plan: sets its ACL user, then
+/// deletes the user it had before; returns the report lines.
+pub fn apply_acl_users(
+    context: &ApplyContext<'_>,
+    tenant: &DesiredTenant,
+    tenant_plan: &TenantPlan,
+) -> Result<Vec<String>, TenantError> {
+    let mut lines: Vec<String> = set_acl_user(context, tenant, tenant_plan)?
+        .into_iter()
+        .collect();
+    for action in &tenant_plan.actions {
+        if let Action::DeleteAclUser { user } = action {
+            let step = format!("delete Redis ACL user {user}");
+            let mut connection = redis_connection(context, &step)?;
+            redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(user)
+                .query::<i64>(&mut *connection)
+                .map_err(|error| TenantError::new(&step, error))?;
+            let mut control = db::checkout(&context.control)
+                .map_err(|error| TenantError::new("connect", error))?;
+            log_action(&mut control, &tenant.id, action)?;
+            lines.push(format!("✓ Redis ACL user '{user}' deleted"));
+        }
+    }
+    Ok(lines)
+}
+
+/// Checks out a connection to the Redis server, or fails with the reason
+/// the first failed connection gave.
+fn redis_connection(
+    context: &ApplyContext<'_>,
+    step: &str,
+) -> Result<r2d2::PooledConnection<redis::Client>, TenantError> {
+    let pool = context
+        .redis_pool()
+        .map_err(|error| TenantError::new(step, error))?;
+    let target = context
+        .servers
+        .redis
+        .as_ref()
+        .ok_or_else(|| TenantError::new(step, "no Redis server is configured"))?;
+    if let Some(lost) = context.redis_lost.get() {
+        return Err(TenantError::new(step, lost));
+    }
+    pool.get().map_err(|error| {
+        let lost = context
+            .redis_lost
+            .get_or_init(|| target.connect_failure(error));
+        TenantError::new(step, lost)
+    })
+}
+
 /// Sets the tenant's Redis ACL user when its plan contains that action, with one
 /// `ACL SETUSER` that starts with `reset`; returns the report line.
-pub fn set_acl_user(
+fn set_acl_user(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
     tenant_plan: &TenantPlan,
@@ -44,23 +97,12 @@ pub fn set_acl_user(
         password,
     };
     let step = format!("set Redis ACL user {name}");
-    let pool = context
-        .redis_pool()
-        .map_err(|error| TenantError::new(&step, error))?;
+    let mut connection = redis_connection(context, &step)?;
     let target = context
         .servers
         .redis
         .as_ref()
         .ok_or_else(|| TenantError::new(&step, "no Redis server is configured"))?;
-    if let Some(lost) = context.redis_lost.get() {
-        return Err(TenantError::new(&step, lost));
-    }
-    let mut connection = pool.get().map_err(|error| {
-        let lost = context
-            .redis_lost
-            .get_or_init(|| target.connect_failure(error));
-        TenantError::new(&step, lost)
-    })?;
     // Each rule is its own argument, so no value is ever parsed as a command.
     redis::cmd("ACL")
         .arg("SETUSER")
@@ -78,8 +120,8 @@ pub fn set_acl_user(
     )))
 }
 
-/// Records a cache tenant in the registry; its ACL user, if any, was set
-/// by [`set_acl_user`] before.
+/// Records a cache tenant in the registry. Its ACL user, if any, was set
+/// by [`apply_acl_users`] before.
 pub fn apply(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,

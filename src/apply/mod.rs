@@ -256,16 +256,15 @@ fn provision(
             format!("not applied, because the shared tables failed: {failure}"),
         ));
     }
-    let acl_line = cache::set_acl_user(context, tenant, tenant_plan)?;
+    let acl_lines = cache::apply_acl_users(context, tenant, tenant_plan)?;
     let (mut report, status) = match tenant.isolation {
         Isolation::Database => database::apply(context, tenant, tenant_plan)?,
         Isolation::Schema => schema::apply(context, tenant, tenant_plan)?,
         Isolation::Table => table::apply(context, tenant, tenant_plan)?,
         Isolation::Cache => cache::apply(context, tenant, tenant_plan)?,
     };
-    if let Some(line) = acl_line {
-        report.insert(report.len().min(1), line);
-    }
+    let at = report.len().min(1);
+    report.splice(at..at, acl_lines);
     Ok((report, status))
 }
 
@@ -429,9 +428,13 @@ pub fn is_registry_only(action: &Action) -> bool {
 
 /// Returns whether an action is applied, and its event logged, outside the
 /// steps of the tenant's isolation type: registry-only actions by `finish`,
-/// the Redis ACL user by [`cache::set_acl_user`] before those steps.
+/// the Redis ACL users by [`cache::apply_acl_users`] before those steps.
 pub fn is_applied_separately(action: &Action) -> bool {
-    is_registry_only(action) || matches!(action, Action::SetAclUser { .. })
+    is_registry_only(action)
+        || matches!(
+            action,
+            Action::SetAclUser { .. } | Action::DeleteAclUser { .. }
+        )
 }
 
 /// Appends the event of one action that succeeded.

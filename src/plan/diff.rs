@@ -670,7 +670,43 @@ impl TenantPlanner<'_> {
         });
     }
 
+    /// Plans deleting the Redis ACL user the registry records for this
+    /// tenant when the spec names another user or none, unless another
+    /// tenant declares it. The old user would otherwise keep its password
+    /// and its access to the tenant's keys.
+    fn plan_acl_user_removal(&mut self) {
+        let Some(old) = self
+            .record
+            .and_then(|record| record.config.get("acl_user"))
+            .and_then(|value| value.as_str())
+        else {
+            return;
+        };
+        let declared = |tenant: &DesiredTenant| {
+            tenant
+                .cache
+                .as_ref()
+                .and_then(|cache| cache.acl_user.as_ref())
+                .is_some_and(|user| user.name == old)
+        };
+        if self.desired.tenants.iter().any(declared) {
+            return;
+        }
+        match &self.actual.redis {
+            Some(Ok(state)) if state.users.contains_key(old) => {
+                self.actions.push(Action::DeleteAclUser {
+                    user: old.to_string(),
+                });
+            }
+            Some(Err(error)) => self.notes.push(format!(
+                "{error}; the tenant's old Redis ACL user \"{old}\" may still exist"
+            )),
+            _ => {}
+        }
+    }
+
     fn plan_cache(&mut self) {
+        self.plan_acl_user_removal();
         let Some(cache) = &self.tenant.cache else {
             return;
         };
