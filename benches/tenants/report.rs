@@ -32,6 +32,7 @@ impl Section {
 pub struct Verdict {
     pub target: String,
     pub measured: String,
+    /// Whether the target is met; None for a figure shown for reference.
     pub met: Option<bool>,
 }
 
@@ -72,7 +73,7 @@ impl Report {
                 let met = match verdict.met {
                     Some(true) => "yes",
                     Some(false) => "no",
-                    None => "not measured",
+                    None => "no target",
                 };
                 let _ = writeln!(
                     text,
