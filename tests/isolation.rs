@@ -181,6 +181,19 @@ password = {{ env = "TB_PASSWORD" }}
         psql_as(&a_role, &db, &[&insert_note, "SELECT count(*) FROM notes"]).unwrap(),
         "1"
     );
+    // A sequence grant taken away shows in the plan, and apply restores it.
+    env.psql(&format!(
+        "REVOKE USAGE ON SEQUENCE notes_id_seq FROM {}",
+        support::quote_ident(&a_role)
+    ));
+    let revoked = plan(&env, "tenants.toml", &vars);
+    assert!(
+        revoked.stdout.contains("its privileges differ on notes"),
+        "{}",
+        revoked.stdout
+    );
+    apply_ok(&env, "tenants.toml", &vars);
+    assert_no_changes(&env, "tenants.toml", &vars);
     let insert_for_b = format!(
         "INSERT INTO items (tenant_id, name) VALUES ({}, 'x')",
         quote_literal(&b)
@@ -787,4 +800,142 @@ fn example_applies_despite_redis_outage() {
         with_one.contains(&("acl|list".to_string(), 1)),
         "{with_one:?}"
     );
+}
+
+/// Returns the `ACL LIST` line of one user, or None when it does not exist.
+fn acl_line(redis: &PrivateRedis, user: &str) -> Option<String> {
+    redis
+        .redis(&["ACL", "LIST"])
+        .lines()
+        .find(|line| line.starts_with(&format!("user {user} ")))
+        .map(str::to_string)
+}
+
+/// An old ACL user is removed when the spec renames it, also after an
+/// apply that could not reach Redis, and when a name moves to another
+/// tenant. A user that existed before is adopted and only disabled.
+#[test]
+fn cache_acl_user_renames_and_adoption() {
+    let env = TestEnv::new();
+    let redis = PrivateRedis::start();
+    let mut down = PrivateRedis::start();
+    down.stop();
+    let (c1, c2) = (env.id("c1"), env.id("c2"));
+    let tenant = |id: &str, user: Option<&str>| {
+        let mut text =
+            format!("[[tenants]]\nid = \"{id}\"\nname = \"{id}\"\nisolation = \"cache\"\n");
+        if let Some(user) = user {
+            text.push_str(&format!(
+                "[tenants.cache]\nuser = \"{user}\"\npassword = {{ env = \"CACHE_PASSWORD\" }}\n"
+            ));
+        }
+        text
+    };
+    let write = |users: [Option<&str>; 2]| {
+        let spec = format!(
+            "version = 1\n{}{}",
+            tenant(&c1, users[0]),
+            tenant(&c2, users[1])
+        );
+        env.write_spec("tenants.toml", &spec);
+    };
+    let url = redis.url();
+    let vars = [
+        ("CACHE_PASSWORD", "pw-cache"),
+        ("TENANTCTL_REDIS_URL", url.as_str()),
+    ];
+    let down_url = down.url();
+    let down_vars = [
+        ("CACHE_PASSWORD", "pw-cache"),
+        ("TENANTCTL_REDIS_URL", down_url.as_str()),
+    ];
+    let recorded_user = |id: &str| {
+        env.psql(&format!(
+            "SELECT config->>'acl_user' FROM tenantctl.tenants WHERE id = {}",
+            quote_literal(id)
+        ))
+    };
+
+    let (u1, u2) = (env.id("u1"), env.id("u2"));
+    write([Some(&u1), Some(&u2)]);
+    apply_ok(&env, "tenants.toml", &vars);
+
+    // Renamed while Redis is down: the tenant fails and keeps its old user
+    // on record, and the next apply removes that user.
+    let u1b = env.id("u1b");
+    write([Some(&u1b), Some(&u2)]);
+    let failed = tenantctl(
+        &env,
+        &["apply", "-f", "tenants.toml", "--auto-approve"],
+        &down_vars,
+    );
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert_eq!(recorded_user(&c1), u1);
+    let retry = plan(&env, "tenants.toml", &vars);
+    assert!(
+        retry.stdout.contains(&format!("- Redis ACL user \"{u1}\"")),
+        "{}",
+        retry.stdout
+    );
+    apply_ok(&env, "tenants.toml", &vars);
+    assert_eq!(acl_line(&redis, &u1), None);
+    assert!(acl_line(&redis, &u1b).is_some());
+
+    // A name moves from c2 to c1: c2 deletes it first while c1 waits, then
+    // c1 makes it again with its own prefix.
+    let u2b = env.id("u2b");
+    write([Some(&u2), Some(&u2b)]);
+    let first = tenantctl(
+        &env,
+        &["apply", "-f", "tenants.toml", "--auto-approve"],
+        &vars,
+    );
+    assert_eq!(acl_line(&redis, &u2), None, "{}", first.all());
+    apply_ok(&env, "tenants.toml", &vars);
+    let moved = acl_line(&redis, &u2).expect("the moved user exists");
+    assert!(moved.contains(&format!("~{c1}:*")), "{moved}");
+    assert!(!moved.contains(&format!("~{c2}:*")), "{moved}");
+    assert_eq!(acl_line(&redis, &u1b), None);
+    assert_no_changes(&env, "tenants.toml", &vars);
+
+    // No tenant has an ACL user any more, so plan does not read Redis; the
+    // old users are removed all the same.
+    write([None, None]);
+    let cleared = plan(&env, "tenants.toml", &vars);
+    assert!(
+        cleared
+            .stdout
+            .contains(&format!("- Redis ACL user \"{u2}\"")),
+        "{}",
+        cleared.stdout
+    );
+    apply_ok(&env, "tenants.toml", &vars);
+    assert_eq!(acl_line(&redis, &u2), None);
+    assert_eq!(acl_line(&redis, &u2b), None);
+    assert_no_changes(&env, "tenants.toml", &vars);
+
+    // A user made outside tenantctl is adopted: its rules are replaced, and
+    // removing the tenant disables it instead of deleting it.
+    let before = env.id("before");
+    redis.redis(&[
+        "ACL", "SETUSER", &before, "on", ">old-pw", "~other:*", "+get",
+    ]);
+    write([Some(&before), None]);
+    let adopt = plan(&env, "tenants.toml", &vars);
+    assert!(
+        adopt
+            .stdout
+            .contains("exists and tenantctl did not make it"),
+        "{}",
+        adopt.stdout
+    );
+    apply_ok(&env, "tenants.toml", &vars);
+    let adopted = acl_line(&redis, &before).expect("the adopted user exists");
+    assert!(adopted.contains(&format!("~{c1}:*")), "{adopted}");
+    let destroyed = tenantctl(&env, &["destroy", &c1, "--auto-approve"], &vars);
+    assert_eq!(destroyed.code, 0, "{}", destroyed.all());
+    let disabled = acl_line(&redis, &before).expect("the adopted user is kept");
+    assert!(disabled.contains(" off"), "{disabled}");
+    assert!(!disabled.contains('~'), "{disabled}");
+    assert!(!disabled.contains('#'), "{disabled}");
 }

@@ -7,12 +7,13 @@ use crate::plan::TenantPlan;
 use crate::plan::action::Action;
 use crate::spec::desired::DesiredTenant;
 use crate::state::db;
+use crate::state::redis::RedisTarget;
 
 /// A pool of Redis connections, shared by the workers.
 pub type RedisPool = r2d2::Pool<redis::Client>;
 
 /// Applies the Redis steps of a tenant's plan: sets its ACL user, then
-/// deletes the user it had before; returns the report lines.
+/// removes the user it had before; returns the report lines.
 pub fn apply_acl_users(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
@@ -22,21 +23,57 @@ pub fn apply_acl_users(
         .into_iter()
         .collect();
     for action in &tenant_plan.actions {
-        if let Action::DeleteAclUser { user } = action {
-            let step = format!("delete Redis ACL user {user}");
-            let mut connection = redis_connection(context, &step)?;
-            redis::cmd("ACL")
-                .arg("DELUSER")
-                .arg(user)
-                .query::<i64>(&mut *connection)
-                .map_err(|error| TenantError::new(&step, error))?;
+        if let Some(line) = remove_acl_user(context, action)? {
             let mut control = db::checkout(&context.control)
                 .map_err(|error| TenantError::new("connect", error))?;
             log_action(&mut control, &tenant.id, action)?;
-            lines.push(format!("✓ Redis ACL user '{user}' deleted"));
+            lines.push(line);
         }
     }
     Ok(lines)
+}
+
+/// Runs a DeleteAclUser or DisableAclUser action and returns its report
+/// line, or None for any other action. It opens its own connection, because
+/// no tenant of the spec may use Redis any more.
+pub fn remove_acl_user(
+    context: &ApplyContext<'_>,
+    action: &Action,
+) -> Result<Option<String>, TenantError> {
+    let (user, rules, line) = match action {
+        Action::DeleteAclUser { user } => {
+            (user, None, format!("✓ Redis ACL user '{user}' deleted"))
+        }
+        // `reset` turns the user off and takes away its passwords, key and
+        // channel patterns and commands.
+        Action::DisableAclUser { user } => (
+            user,
+            Some("reset"),
+            format!("✓ Redis ACL user '{user}' disabled (adopted, so kept)"),
+        ),
+        _ => return Ok(None),
+    };
+    let step = match rules {
+        None => format!("delete Redis ACL user {user}"),
+        Some(_) => format!("disable Redis ACL user {user}"),
+    };
+    let target = match &context.servers.redis {
+        Some(target) => target.clone(),
+        None => RedisTarget::from_spec(Some(context.desired))
+            .map_err(|error| TenantError::new(&step, error))?,
+    };
+    let mut connection = target
+        .connect()
+        .map_err(|error| TenantError::new(&step, error))?;
+    let mut command = redis::cmd("ACL");
+    match rules {
+        None => command.arg("DELUSER").arg(user),
+        Some(rules) => command.arg("SETUSER").arg(user).arg(rules),
+    };
+    command
+        .query::<redis::Value>(&mut connection)
+        .map_err(|error| TenantError::new(&step, target.command_failure("ACL", error)))?;
+    Ok(Some(line))
 }
 
 /// Checks out a connection to the Redis server, or fails with the reason

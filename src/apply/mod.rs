@@ -373,11 +373,22 @@ pub fn adopted_objects(
         .get(&tenant.id)
         .map(|record| record.adopted.clone())
         .unwrap_or_default();
+    let recorded_user = context
+        .actual
+        .registry
+        .tenants
+        .get(&tenant.id)
+        .and_then(|record| record.config.get("acl_user"))
+        .and_then(|value| value.as_str());
     for action in &tenant_plan.actions {
         let object = match action {
             Action::AdoptRole { role } => format!("role:{role}"),
             Action::AdoptDatabase { database, .. } => format!("database:{database}"),
             Action::AdoptSchema { schema } => format!("schema:{schema}"),
+            // An ACL user that existed before this tenant named it.
+            Action::SetAclUser {
+                user, exists: true, ..
+            } if recorded_user != Some(user.as_str()) => format!("acl_user:{user}"),
             _ => continue,
         };
         if !adopted.contains(&object) {
@@ -396,7 +407,16 @@ pub fn write_record(
     status: &str,
     error: Option<&str>,
 ) -> diesel::QueryResult<()> {
-    let config = tenant_config(tenant, context.desired, context.servers);
+    let mut config = tenant_config(tenant, context.desired, context.servers);
+    let record = context.actual.registry.tenants.get(&tenant.id);
+    // A failed apply may not have removed the old Redis ACL user yet, so
+    // the record keeps naming it and the next plan removes it.
+    let old_user = record.and_then(|record| record.config.get("acl_user"));
+    if let (STATUS_FAILED, Some(old_user), Some(object)) =
+        (status, old_user, config.as_object_mut())
+    {
+        object.insert("acl_user".to_string(), old_user.clone());
+    }
     let adopted = adopted_objects(context, tenant, tenant_plan);
     registry::upsert_tenant(
         connection,
@@ -433,7 +453,9 @@ pub fn is_applied_separately(action: &Action) -> bool {
     is_registry_only(action)
         || matches!(
             action,
-            Action::SetAclUser { .. } | Action::DeleteAclUser { .. }
+            Action::SetAclUser { .. }
+                | Action::DeleteAclUser { .. }
+                | Action::DisableAclUser { .. }
         )
 }
 

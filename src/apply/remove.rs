@@ -71,14 +71,11 @@ fn remove(
             let count = delete_keys(context, prefix)?;
             format!("✓ {} unlinked", plural(count, "Redis key"))
         }
-        Action::DeleteAclUser { user } => {
-            let mut redis = redis_connection(context)?;
-            redis::cmd("ACL")
-                .arg("DELUSER")
-                .arg(user)
-                .query::<i64>(&mut redis)
-                .map_err(|error| TenantError::new(format!("delete ACL user {user}"), error))?;
-            format!("✓ Redis ACL user '{user}' deleted")
+        Action::DeleteAclUser { .. } | Action::DisableAclUser { .. } => {
+            match super::cache::remove_acl_user(context, action)? {
+                Some(line) => line,
+                None => return Ok(None),
+            }
         }
         Action::DropRole { role, server } => {
             drop_role(context, server, role)?;

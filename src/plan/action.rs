@@ -86,6 +86,9 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
+    /// Takes every key pattern, command and password away from an adopted
+    /// Redis ACL user that the tenant no longer uses, and keeps the user.
+    DisableAclUser { user: String },
     /// Adds the tenant to the registry.
     Register { name: String },
     /// Changes the tenant's display name in the registry.

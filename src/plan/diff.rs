@@ -670,38 +670,43 @@ impl TenantPlanner<'_> {
         });
     }
 
-    /// Plans deleting the Redis ACL user the registry records for this
-    /// tenant when the spec names another user or none, unless another
-    /// tenant declares it. The old user would otherwise keep its password
-    /// and its access to the tenant's keys.
+    /// Plans removing the Redis ACL user the registry records for this
+    /// tenant when the spec names another user or none. The old user would
+    /// otherwise keep its password and its access to the tenant's keys.
+    /// A user tenantctl made is deleted, and an adopted one is disabled.
+    /// When Redis could not be read, the removal is planned anyway. Apply
+    /// then fails the tenant if Redis is still down, and the registry keeps
+    /// the old user for the next apply.
     fn plan_acl_user_removal(&mut self) {
-        let Some(old) = self
-            .record
-            .and_then(|record| record.config.get("acl_user"))
+        let Some(record) = self.record else {
+            return;
+        };
+        let Some(old) = record
+            .config
+            .get("acl_user")
             .and_then(|value| value.as_str())
         else {
             return;
         };
-        let declared = |tenant: &DesiredTenant| {
-            tenant
-                .cache
-                .as_ref()
-                .and_then(|cache| cache.acl_user.as_ref())
-                .is_some_and(|user| user.name == old)
-        };
-        if self.desired.tenants.iter().any(declared) {
+        let declared = self
+            .tenant
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.acl_user.as_ref())
+            .is_some_and(|user| user.name == old);
+        if declared {
             return;
         }
-        match &self.actual.redis {
-            Some(Ok(state)) if state.users.contains_key(old) => {
-                self.actions.push(Action::DeleteAclUser {
-                    user: old.to_string(),
-                });
-            }
-            Some(Err(error)) => self.notes.push(format!(
-                "{error}; the tenant's old Redis ACL user \"{old}\" may still exist"
-            )),
-            _ => {}
+        if let Some(Ok(state)) = &self.actual.redis
+            && !state.users.contains_key(old)
+        {
+            return;
+        }
+        let user = old.to_string();
+        if record.adopted.contains(&format!("acl_user:{old}")) {
+            self.actions.push(Action::DisableAclUser { user });
+        } else {
+            self.actions.push(Action::DeleteAclUser { user });
         }
     }
 
@@ -739,12 +744,33 @@ impl TenantPlanner<'_> {
                 }
             },
         };
+        if exists && !self.made_acl_user(&user.name) {
+            self.notes.push(format!(
+                "Redis ACL user \"{}\" exists and tenantctl did not make it for this tenant: \
+                 apply replaces its rules and adopts it, so removing the tenant disables it \
+                 instead of deleting it",
+                user.name
+            ));
+        }
         self.actions.push(Action::SetAclUser {
             user: user.name.clone(),
             prefix: cache.prefix.clone(),
             exists,
             because,
         });
+    }
+
+    /// Tells whether the registry records the Redis ACL user `name` as one
+    /// tenantctl made for this tenant.
+    fn made_acl_user(&self, name: &str) -> bool {
+        self.record.is_some_and(|record| {
+            record
+                .config
+                .get("acl_user")
+                .and_then(|value| value.as_str())
+                == Some(name)
+                && !record.adopted.contains(&format!("acl_user:{name}"))
+        })
     }
 
     fn plan_migrations(&mut self) {

@@ -3,7 +3,7 @@
 //!
 //! Only what tenantctl created is dropped: an object the record marks as
 //! adopted (`schema:acme`, `role:x`, `database:y`, `acl_user:z`) is detached
-//! unless `drop_adopted` is set.
+//! unless `drop_adopted` is set. An adopted Redis ACL user is disabled.
 
 use super::action::{Action, TenantChange, TenantPlan};
 use crate::spec::model::Isolation;
@@ -47,11 +47,15 @@ pub fn tenant_plan(
         });
     }
     if let Some(user) = &location.acl_user {
-        actions.push(
-            removal.drop_or_detach("acl_user", user, || Action::DeleteAclUser {
-                user: user.clone(),
-            }),
-        );
+        // An adopted user got the tenant's rules and password when it was
+        // adopted, so it is disabled rather than left with them.
+        let action = match removal.drop_or_detach("acl_user", user, || Action::DeleteAclUser {
+            user: user.clone(),
+        }) {
+            Action::Detach { .. } => Action::DisableAclUser { user: user.clone() },
+            action => action,
+        };
+        actions.push(action);
     }
     let roles = superusers
         .iter()

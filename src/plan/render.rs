@@ -109,6 +109,9 @@ pub fn describe(action: &Action) -> String {
         }
         Action::DeleteKeys { prefix } => format!("Redis keys \"{prefix}*\""),
         Action::DeleteAclUser { user } => format!("Redis ACL user \"{user}\""),
+        Action::DisableAclUser { user } => {
+            format!("Redis ACL user \"{user}\" disabled (adopted, so kept)")
+        }
         Action::DropRole { role, server } => format!("role \"{role}\" on {server}"),
         Action::Detach { object } => format!("{object} (adopted; detached, not dropped)"),
         Action::Unregister => "registry record and migration records".to_string(),

@@ -177,7 +177,10 @@ impl TableRoleCheck<'_> {
             .state
             .tables
             .iter()
-            .filter(|table| privileges_of(&table.grants, role) != expected_privileges(table))
+            .filter(|table| {
+                privileges_of(&table.grants, role) != expected_privileges(table)
+                    || !sequences_granted(table, role)
+            })
             .map(|table| table.name.as_str())
             .collect();
         if !drifted.is_empty() {
@@ -192,6 +195,24 @@ impl TableRoleCheck<'_> {
         }
         (because, notes)
     }
+}
+
+/// Tells whether `role` has USAGE and nothing else on every sequence of a
+/// tenant table, and nothing on the sequences of a shared table.
+fn sequences_granted(table: &TableInfo, role: &str) -> bool {
+    let usage = format!("{role}=USAGE");
+    let of_role = format!("{role}=");
+    let granted: Vec<&String> = table
+        .sequence_grants
+        .iter()
+        .filter(|grant| grant.starts_with(&of_role))
+        .collect();
+    let expected = if table.column.is_some() {
+        table.sequence_count
+    } else {
+        0
+    };
+    granted.len() == expected && granted.iter().all(|grant| **grant == usage)
 }
 
 fn privileges_of<'a>(

@@ -20,6 +20,9 @@ use crate::migrations::{MigrationError, MigrationSet};
 /// Longest PostgreSQL identifier, in bytes (NAMEDATALEN - 1).
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
+/// The Redis user that connections without a user name log in as.
+const REDIS_DEFAULT_USER: &str = "default";
+
 /// Names no tenant object may take.
 const RESERVED_NAMES: &[&str] = &["public", "information_schema", "tenantctl"];
 
@@ -363,13 +366,13 @@ impl<'a> Builder<'a> {
             );
         }
         for (host, server) in &spec.servers {
-            self.note_literal(
+            self.note_url(
                 &server.admin_url,
                 &format!("/servers/{}/admin_url", escape_pointer(host)),
             );
         }
         if let Some(url) = spec.redis.as_ref().and_then(|redis| redis.url.as_ref()) {
-            self.note_literal(url, "/redis/url");
+            self.note_url(url, "/redis/url");
         }
 
         let mut ids: HashMap<String, String> = HashMap::new();
@@ -749,6 +752,12 @@ impl<'a> Builder<'a> {
         let acl_user = if wants_user {
             let user = section.user.clone().unwrap_or_else(|| id.to_string());
             self.check_object_name(&user, "ACL user name", &format!("{at}/user"));
+            if user == REDIS_DEFAULT_USER {
+                self.error(
+                    &format!("{at}/user"),
+                    "invalid ACL user name \"default\": it is Redis's own user, which clients use when they give no user name",
+                );
+            }
             self.claim("redis user", &user, id, "ACL user", &format!("{at}/user"));
             let password = self.resolve_password(
                 id,
@@ -895,6 +904,20 @@ impl<'a> Builder<'a> {
                 );
                 None
             }
+        }
+    }
+
+    /// Checks a server URL like a secret, except that a URL written in the
+    /// spec without a password is no secret and gets no warning.
+    fn note_url(&mut self, source: &SecretSource, pointer: &str) {
+        let plain = match source {
+            SecretSource::Literal(text) => url::Url::parse(text).is_ok_and(|url| {
+                url.password().is_none() && !url.query_pairs().any(|(key, _)| key == "password")
+            }),
+            _ => false,
+        };
+        if !plain {
+            self.note_literal(source, pointer);
         }
     }
 
@@ -1065,6 +1088,57 @@ mod tests {
             assert!(message.contains("t.toml:4:1"), "{message}");
         }
         assert!(check_display_name("Créé \"quoted\" 'x'").is_ok());
+    }
+
+    fn validate_toml(text: &str) -> Result<Desired, SpecErrors> {
+        let document = crate::spec::load::parse_bytes(
+            "t.toml",
+            None,
+            ".".into(),
+            crate::spec::load::Format::Toml,
+            text.as_bytes().to_vec(),
+        )
+        .expect("the spec parses");
+        validate(
+            &document,
+            ValidateOptions {
+                missing_is_error: true,
+            },
+        )
+    }
+
+    #[test]
+    fn redis_default_user_rejected() {
+        let text = "version = 1\n[[tenants]]\nid = \"acme\"\nname = \"A\"\nisolation = \"cache\"\n\
+                    [tenants.cache]\nuser = \"default\"\npassword = { file = \"/dev/null\" }\n";
+        let message = validate_toml(text)
+            .expect_err("the default user was accepted")
+            .to_string();
+        assert!(
+            message.contains("invalid ACL user name \"default\""),
+            "{message}"
+        );
+        assert!(message.contains("t.toml:7:1"), "{message}");
+    }
+
+    #[test]
+    fn urls_warned_only_with_a_password() {
+        let spec = |url: &str| {
+            format!(
+                "version = 1\n[redis]\nurl = \"{url}\"\n[[tenants]]\nid = \"acme\"\nname = \"A\"\nisolation = \"cache\"\n"
+            )
+        };
+        let plain = validate_toml(&spec("redis://127.0.0.1:6379")).expect("valid");
+        assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+        let secret = validate_toml(&spec("redis://admin:sekrit@127.0.0.1:6379")).expect("valid");
+        assert!(
+            secret
+                .warnings
+                .iter()
+                .any(|warning| warning.contains("redis.url is a literal secret")),
+            "{:?}",
+            secret.warnings
+        );
     }
 
     #[test]

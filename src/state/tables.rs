@@ -22,6 +22,11 @@ pub struct TableInfo {
     pub column: Option<TenantColumn>,
     /// Privileges by grantee (`PUBLIC` for everyone), such as `SELECT`.
     pub grants: BTreeMap<String, Vec<String>>,
+    /// Sequences the table's columns own (serial and identity columns).
+    pub sequence_count: usize,
+    /// Privileges on those sequences, as `grantee=PRIVILEGE` texts, one
+    /// per sequence and privilege.
+    pub sequence_grants: Vec<String>,
 }
 
 /// A row-level security policy on a shared table.
@@ -86,6 +91,10 @@ struct TableRow {
     column_is_text: bool,
     #[diesel(sql_type = Array<Text>)]
     grants: Vec<String>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    sequence_count: i32,
+    #[diesel(sql_type = Array<Text>)]
+    sequence_grants: Vec<String>,
 }
 
 #[derive(QueryableByName)]
@@ -112,6 +121,12 @@ pub fn grants_of(acl_column: &str) -> String {
     )
 }
 
+/// Condition on `pg_depend d` and `pg_class s` that selects the sequences
+/// the columns of table `c` own.
+const OWNED_SEQUENCE: &str = "s.oid = d.objid AND d.classid = 'pg_class'::regclass \
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid \
+     AND d.deptype IN ('a', 'i') AND s.relkind = 'S'";
+
 /// Reads the shared schema, its tables and policies, role settings and the
 /// applied shared migrations in a fixed number of queries.
 pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<SharedState> {
@@ -126,7 +141,13 @@ pub fn read(connection: &mut PgConnection, target: &TablesTarget) -> Result<Shar
         "SELECT c.relname::text AS name, pg_get_userbyid(c.relowner)::text AS owner, \
          c.relrowsecurity AS row_security, c.relforcerowsecurity AS force_row_security, \
          quote_ident(t.attname) AS column_quoted, \
-         COALESCE(t.atttypid = 'text'::regtype, false) AS column_is_text, {} AS grants \
+         COALESCE(t.atttypid = 'text'::regtype, false) AS column_is_text, {} AS grants, \
+         (SELECT count(*)::int FROM pg_depend d, pg_class s WHERE {OWNED_SEQUENCE}) \
+           AS sequence_count, \
+         ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+           ELSE pg_get_userbyid(a.grantee)::text END || '=' || a.privilege_type \
+           FROM pg_depend d, pg_class s, aclexplode(s.relacl) a WHERE {OWNED_SEQUENCE}) \
+           AS sequence_grants \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_attribute t ON t.attrelid = c.oid AND t.attname = $2 \
            AND t.attnum > 0 AND NOT t.attisdropped \
@@ -212,6 +233,8 @@ fn table_info(row: TableRow) -> TableInfo {
             is_text: row.column_is_text,
         }),
         grants: by_grantee(row.grants),
+        sequence_count: usize::try_from(row.sequence_count).unwrap_or(0),
+        sequence_grants: row.sequence_grants,
     }
 }
 
