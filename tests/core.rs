@@ -757,6 +757,23 @@ fn failing_tenant_is_isolated_and_retried() {
          ok CONNECT on \"[P]baddb_db\" only for \"[P]baddb_owner\" (revoked from PUBLIC)\n\
          failed migration 2024-01-05-000000_broken"
     );
+    // The event's action is the step, so its error does not repeat it, while
+    // the tenant's last error keeps the whole text.
+    let failed_events = env.psql(&format!(
+        "SELECT tenant_id || ' ' || action || ' | ' || error FROM tenantctl.events \
+         WHERE tenant_id IN ({}, {}) AND outcome = 'failed' ORDER BY tenant_id",
+        quote_literal(&bad),
+        quote_literal(&bad_db)
+    ));
+    let event_error = "relation \"nowhere\" does not exist \
+                       (at ./broken/2024-01-05-000000_broken/up.sql)";
+    assert_eq!(
+        redact(&env, &failed_events),
+        format!(
+            "[P]bad migration 2024-01-05-000000_broken | {event_error}\n\
+             [P]baddb migration 2024-01-05-000000_broken | {event_error}"
+        )
+    );
 
     let retry_plan = tenantctl(&env, &["-vv", "plan", "-f", "tenants.toml"], &password);
     assert_code(&retry_plan, 0);
