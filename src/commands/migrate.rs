@@ -86,7 +86,12 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
     let desired = spec.as_ref().map(|(_, desired)| desired);
     let folder = args.migrations.as_deref().map(load_folder).transpose()?;
     let control_url = super::control_url(global, desired);
-    let mut control = super::open_control(&control_url)?;
+    // A dry run only reads, so it creates no registry.
+    let mut control = if args.dry_run {
+        super::open_existing_registry(&control_url)?
+    } else {
+        super::open_control(&control_url)?
+    };
 
     let lock = if args.dry_run {
         None
