@@ -201,6 +201,20 @@ pub fn print_warnings(printer: &crate::output::Printer, desired: &Desired) {
     }
 }
 
+/// Prints the plan's warnings to stderr, except the spec's warnings, which
+/// `print_warnings` printed before connecting.
+pub fn print_plan_warnings(
+    printer: &crate::output::Printer,
+    plan: &crate::plan::Plan,
+    desired: &Desired,
+) {
+    for warning in &plan.warnings {
+        if !desired.warnings.contains(warning) {
+            printer.warn(warning);
+        }
+    }
+}
+
 /// Tells the user that another run holds the apply lock.
 pub fn report_lock_wait(printer: &crate::output::Printer, pid: Option<i32>) {
     let holder = pid
