@@ -757,6 +757,23 @@ fn failing_tenant_is_isolated_and_retried() {
          ok CONNECT on \"[P]baddb_db\" only for \"[P]baddb_owner\" (revoked from PUBLIC)\n\
          failed migration 2024-01-05-000000_broken"
     );
+    // The event's action is the step, so its error does not repeat it, while
+    // the tenant's last error keeps the whole text.
+    let failed_events = env.psql(&format!(
+        "SELECT tenant_id || ' ' || action || ' | ' || error FROM tenantctl.events \
+         WHERE tenant_id IN ({}, {}) AND outcome = 'failed' ORDER BY tenant_id",
+        quote_literal(&bad),
+        quote_literal(&bad_db)
+    ));
+    let event_error = "relation \"nowhere\" does not exist \
+                       (at ./broken/2024-01-05-000000_broken/up.sql)";
+    assert_eq!(
+        redact(&env, &failed_events),
+        format!(
+            "[P]bad migration 2024-01-05-000000_broken | {event_error}\n\
+             [P]baddb migration 2024-01-05-000000_broken | {event_error}"
+        )
+    );
 
     let retry_plan = tenantctl(&env, &["-vv", "plan", "-f", "tenants.toml"], &password);
     assert_code(&retry_plan, 0);
@@ -1084,4 +1101,61 @@ fn django_application_reaches_schema_tenants() {
         .cmd()
         .args(["plan", "-f", "tenants.toml", "--detailed-exitcode"]));
     assert_code(&done, 0);
+}
+
+/// The tool's warnings go to stderr once each, the plan text to stdout, and
+/// `plan --json` keeps stdout pure JSON with the warnings inside.
+#[test]
+fn plan_warnings_go_to_stderr() {
+    let env = TestEnv::new();
+    let shared = env.dir().join("shared/1_items");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(
+        shared.join("up.sql"),
+        "CREATE TABLE items (tenant_id text, name text);",
+    )
+    .unwrap();
+    let (table, cache) = (env.id("table"), env.id("cache"));
+    env.write_spec(
+        "tenants.toml",
+        &format!(
+            "version = 1\n[tables]\nmigrations = \"shared\"\n\
+             [[tenants]]\nid = \"{table}\"\nname = \"t\"\nisolation = \"table\"\n\
+             [[tenants]]\nid = \"{cache}\"\nname = \"c\"\nisolation = \"cache\"\n\
+             [tenants.cache]\npassword = \"literal-pw\"\n"
+        ),
+    );
+    // Plan warns about the shared Redis server only while its default user
+    // is on without a password.
+    let default_open = env
+        .redis(&["ACL", "GETUSER", "default"])
+        .lines()
+        .any(|line| line == "nopass");
+    let mut expected = vec![
+        "is a literal secret in the spec file",
+        "skips every row-level security policy",
+    ];
+    if default_open {
+        expected.push("Warning: the default user of Redis server");
+    }
+    let plan = tenantctl(&env, &["plan"], "");
+    assert_code(&plan, 0);
+    assert!(!plan.stdout.contains("Warning"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: "), "{}", plan.stdout);
+    let warnings: Vec<&str> = plan
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("Warning: "))
+        .collect();
+    for text in &expected {
+        let found = warnings.iter().filter(|line| line.contains(text)).count();
+        assert_eq!(found, 1, "{text}: {}", plan.stderr);
+    }
+    assert_eq!(warnings.len(), expected.len(), "{}", plan.stderr);
+
+    let json = tenantctl(&env, &["plan", "--json"], "");
+    assert_code(&json, 0);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan --json");
+    let listed = document["warnings"].as_array().expect("warnings").len();
+    assert_eq!(listed, expected.len(), "{}", json.stdout);
 }

@@ -894,3 +894,60 @@ fn table_and_cache_tenants_day_two() {
     assert_eq!(env.redis(&["EXISTS", &own_key]), "0");
     assert_eq!(env.redis(&["GET", &other_key]), "neighbour");
 }
+
+/// Commands that only read the registry do not create it: on a database
+/// without one they fail, naming the database without its password.
+#[test]
+fn read_only_commands_create_no_registry() {
+    let env = TestEnv::new();
+    let url = format!(
+        "postgres://postgres:hidden-pw@127.0.0.1:5432/{}",
+        env.control_db()
+    );
+    let id = env.id("acme");
+    write_migration(&env.dir().join("mig"), "1_a", "SELECT 1;");
+    let commands: [&[&str]; 6] = [
+        &["list"],
+        &["show", &id],
+        &["exec", &id, "--", "true"],
+        &["exec", "--all", "--", "true"],
+        &["shell", &id],
+        &["migrate", "--all", "--dry-run", "--migrations", "mig"],
+    ];
+    for args in commands {
+        let output = run(env.cmd().env("TENANTCTL_DATABASE_URL", &url).args(args));
+        assert_code(&output, 1);
+        let expected = format!(
+            "no tenantctl registry in database postgres://postgres:***@127.0.0.1:5432/{}",
+            env.control_db()
+        );
+        assert!(
+            output.stderr.contains(&expected),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(
+            output
+                .stderr
+                .contains("tenantctl apply creates the registry"),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(!output.both().contains("hidden-pw"), "{args:?}");
+    }
+    let schemas = env.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenantctl'");
+    assert_eq!(schemas, "0");
+
+    // A registry schema whose tables are missing, as after an older
+    // tenantctl, is brought up to date.
+    env.psql("CREATE SCHEMA tenantctl");
+    let list = tenantctl(&env, &["list"]);
+    assert_code(&list, 0);
+    assert!(
+        list.stderr.contains("No tenants registered."),
+        "{}",
+        list.stderr
+    );
+    let tables = env.psql("SELECT to_regclass('tenantctl.tenants') IS NOT NULL");
+    assert_eq!(tables, "t");
+}

@@ -263,8 +263,10 @@ password = {{ env = "TB_PASSWORD" }}
     );
     assert!(
         second
-            .stdout
-            .contains("tenantctl connects as role postgres, which is a superuser")
+            .stderr
+            .contains("Warning: tenantctl connects as role postgres, which is a superuser"),
+        "{}",
+        second.stderr
     );
     assert_eq!(
         env.psql("SELECT count(*) FROM tenantctl.shared_migrations"),

@@ -431,3 +431,85 @@ fn migrate_large_registry_from_bulk_reads() {
         .unwrap();
     assert!(stdout(&again).contains("Migrated 0 tenants, 10002 up to date, 0 failed."));
 }
+
+/// A tenant whose first apply failed has a registry record but no schema or
+/// database. Migrate fails it with nothing run or recorded, and the other
+/// tenants go on.
+#[test]
+fn migrate_tenant_without_schema_or_database() {
+    let env = TestEnv::new();
+    let mig = env.dir().join("mig");
+    write_migration(&mig, "1_runs", "CREATE TABLE runs (name text PRIMARY KEY);");
+    write_migration(&mig, "2_bad", "SELECT * FROM missing_table;");
+    let (ok, lost, copied) = (env.id("ok"), env.id("lost"), env.id("copied"));
+    let mut text = "version = 1\n[defaults]\nmigrations = \"mig\"\n".to_string();
+    text.push_str(&format!(
+        "[[tenants]]\nid = \"{ok}\"\nname = \"ok\"\nisolation = \"schema\"\nrun_migrations = false\n\
+         [[tenants]]\nid = \"{lost}\"\nname = \"lost\"\nisolation = \"schema\"\n\
+         [[tenants]]\nid = \"{copied}\"\nname = \"copied\"\nisolation = \"database\"\n\
+         [tenants.database]\nuser = \"{copied}\"\npassword = \"pw\"\ntemplate = true\n"
+    ));
+    env.write_spec("tenants.toml", &text);
+    let apply = env
+        .cmd()
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert_eq!(apply.status.code(), Some(1), "{}", stdout(&apply));
+
+    // With the migration fixed, only the tenant that has its schema migrates.
+    write_migration(&mig, "2_bad", "SELECT 1;");
+    let migrated = env.cmd().args(["migrate", "--all"]).output().unwrap();
+    assert_eq!(migrated.status.code(), Some(1), "{}", stdout(&migrated));
+    assert!(
+        stderr(&migrated).contains(&format!(
+            "{lost}: failed: schema \"{lost}\" does not exist yet; run tenantctl apply to create it"
+        )),
+        "{}",
+        stderr(&migrated)
+    );
+    assert!(
+        stderr(&migrated).contains(&format!(
+            "{copied}: failed: database \"{copied}\" on 127.0.0.1:5432 does not exist yet; run tenantctl apply to create it"
+        )),
+        "{}",
+        stderr(&migrated)
+    );
+    assert!(
+        stdout(&migrated).contains("Migrated 1 tenant, 0 up to date, 2 failed."),
+        "{}",
+        stdout(&migrated)
+    );
+    let recorded = |id: &str| {
+        env.psql(&format!(
+            "SELECT count(*) FROM tenantctl.tenant_migrations WHERE tenant_id = {}",
+            quote_literal(id)
+        ))
+    };
+    assert_eq!(recorded(&ok), "2");
+    assert_eq!(recorded(&lost), "0");
+    assert_eq!(recorded(&copied), "0");
+    let status = env.psql(&format!(
+        "SELECT string_agg(status, ',' ORDER BY id) FROM tenantctl.tenants WHERE id IN ({}, {})",
+        quote_literal(&copied),
+        quote_literal(&lost)
+    ));
+    assert_eq!(status, "failed,failed");
+
+    // The dry run reports the same failures.
+    let dry = env
+        .cmd()
+        .args(["migrate", "--all", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(dry.status.code(), Some(1), "{}", stdout(&dry));
+    assert!(stderr(&dry).contains(&format!("{lost}: failed: schema \"{lost}\" does not exist")));
+
+    // Apply then creates the schema and runs the migrations in it.
+    env.cmd()
+        .args(["apply", "--auto-approve"])
+        .assert()
+        .success();
+    assert_eq!(recorded(&lost), "2");
+    assert_eq!(runs(&env, &lost, false), "");
+}

@@ -556,9 +556,9 @@ fn createdb_createrole_role_applies_tenants() {
     assert!(apply.status.success(), "{}", text(&apply));
     let plan = run_as(&target, &admin, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    let stdout = String::from_utf8_lossy(&plan.stdout);
+    let stderr = String::from_utf8_lossy(&plan.stderr);
     assert!(
-        stdout.contains(
+        stderr.contains(
             "cannot read pg_authid, so passwords changed outside tenantctl cannot be checked"
         ),
         "{}",

@@ -342,6 +342,19 @@ fn template_migration_failure() {
         assert!(line.contains("2_bad/up.sql:2:14)"), "{line}");
     }
     assert_eq!(recorded(&env, "a"), "");
+    // The event's action names the template, so its error starts with the
+    // failed migration.
+    let event = env.psql(&format!(
+        "SELECT action || ' | ' || error FROM tenantctl.events \
+         WHERE tenant_id = {} AND outcome = 'failed'",
+        quote_literal(&env.id("a"))
+    ));
+    let template = format!("template {}_tpl_", env.control_db());
+    assert!(event.starts_with(&template), "{event}");
+    assert!(
+        event.contains(" | migration 2_bad: syntax error"),
+        "{event}"
+    );
 
     write_migration(&mig, "2_bad", "SELECT 1;\nCREATE TABLE u (id int);\n");
     apply(&env);

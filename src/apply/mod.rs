@@ -228,7 +228,7 @@ fn run_shared(
                 .map_err(|error| error.to_string())
                 .and_then(|mut connection| {
                     let id = table::shared_log_id(&shared.schema);
-                    registry::log_event(&mut connection, &id, &error.step, Some(&message))
+                    registry::log_event(&mut connection, &id, &error.step, Some(&error.message))
                         .map_err(|error| error.to_string())
                 });
             if let Err(log_error) = logged {
@@ -488,7 +488,12 @@ fn record_failure(
                 Some(&message),
             )
             .and_then(|_| {
-                registry::log_event(&mut connection, &tenant.id, &error.step, Some(&message))
+                registry::log_event(
+                    &mut connection,
+                    &tenant.id,
+                    &error.step,
+                    Some(&error.message),
+                )
             })
             .map_err(|error| error.to_string())
         });

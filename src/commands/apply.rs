@@ -70,6 +70,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<i
         check_fresh(saved, &planned.plan)?;
     }
 
+    super::print_plan_warnings(printer, &planned.plan, &planned.desired);
     printer.out(&render::to_text(&planned.plan));
     super::refuse_plan_errors(&planned.plan)?;
     let refused = refuse_protected(printer, &planned.plan);

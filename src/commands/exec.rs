@@ -20,7 +20,7 @@ pub fn session_of(global: &GlobalArgs, spec_args: &SpecArgs, id: &str) -> Result
     let spec = super::load_spec_if_any(spec_args, false)?;
     let desired = spec.as_ref().map(|(_, desired)| desired);
     let control_url = super::control_url(global, desired);
-    let mut control = super::open_control(&control_url)?;
+    let mut control = super::open_existing_registry(&control_url)?;
     let state = registry::read_state(&mut control)?;
     let record = super::find_tenant(&state, id)?;
     Session::build(record, desired, &servers(desired, &control_url)?)
@@ -75,7 +75,7 @@ pub fn run(global: &GlobalArgs, args: &ExecArgs, printer: &Printer) -> Result<i3
     let spec = super::load_spec_if_any(&args.spec, false)?;
     let desired = spec.as_ref().map(|(_, desired)| desired);
     let control_url = super::control_url(global, desired);
-    let mut control = super::open_control(&control_url)?;
+    let mut control = super::open_existing_registry(&control_url)?;
     let state = registry::read_state(&mut control)?;
     let mut records: Vec<&TenantRecord> = state.tenants.values().collect();
     records.sort_by(|left, right| left.id.cmp(&right.id));

@@ -90,7 +90,7 @@ pub fn run(global: &GlobalArgs, args: &ListArgs, printer: &Printer) -> Result<i3
     let status = args.status.as_deref().map(parse_status).transpose()?;
     let spec = super::load_spec_if_any(&args.spec, false)?;
     let desired = spec.as_ref().map(|(_, desired)| desired);
-    let mut control = super::open_control(&super::control_url(global, desired))?;
+    let mut control = super::open_existing_registry(&super::control_url(global, desired))?;
     let state = registry::read_state(&mut control)?;
     let mut records: Vec<&TenantRecord> = state
         .tenants

@@ -40,6 +40,9 @@ enum Work<'a> {
     Skip(String),
     /// Applied migrations no longer match the folder.
     Refuse(Vec<Drift>),
+    /// A failure because the tenant's schema or database does not exist, with
+    /// the text that names it. Nothing runs and nothing is recorded.
+    Missing(String),
     Run {
         pending: Vec<&'a Migration>,
         /// Drift that `--allow-changed` lets through, shown as warnings.
@@ -83,7 +86,12 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
     let desired = spec.as_ref().map(|(_, desired)| desired);
     let folder = args.migrations.as_deref().map(load_folder).transpose()?;
     let control_url = super::control_url(global, desired);
-    let mut control = super::open_control(&control_url)?;
+    // A dry run only reads, so it creates no registry.
+    let mut control = if args.dry_run {
+        super::open_existing_registry(&control_url)?
+    } else {
+        super::open_control(&control_url)?
+    };
 
     let lock = if args.dry_run {
         None
@@ -104,16 +112,15 @@ pub fn run(global: &GlobalArgs, args: &MigrateArgs, printer: &Printer) -> Result
         Some(desired) => Servers::resolve(desired, &control_url)?,
         None => Servers::control_only(&control_url)?,
     };
-    let missing = unprovisioned(&mut control, &servers, &records)?;
     let options = JobOptions {
         desired,
         allow_changed: args.allow_changed,
-        unprovisioned: &missing,
         shared_schema: desired
             .and_then(|desired| desired.tables.as_ref())
             .map_or("public", |tables| tables.schema.as_str()),
     };
-    let jobs = plan_jobs(&mut control, &state, &records, &sets, options)?;
+    let mut jobs = plan_jobs(&mut control, &state, &records, &sets, options)?;
+    check_provisioned(&mut control, &servers, &mut jobs)?;
     drop(control);
 
     if args.dry_run {
@@ -228,10 +235,6 @@ fn plan_jobs<'a>(
             (_, None) => Work::Skip(
                 "no migration folder: the tenant is not in the spec; pass --migrations DIR".into(),
             ),
-            (_, Some(_)) if options.unprovisioned.contains(&record.id) => Work::Skip(
-                "its schema or database does not exist yet (status pending); run tenantctl apply"
-                    .into(),
-            ),
             (_, Some(set)) => tenant_work(
                 record,
                 state,
@@ -259,8 +262,6 @@ fn plan_jobs<'a>(
 struct JobOptions<'a> {
     desired: Option<&'a Desired>,
     allow_changed: bool,
-    /// Pending tenants whose schema or database does not exist yet.
-    unprovisioned: &'a HashSet<String>,
     /// Schema of the shared tables for table tenants whose record names none.
     shared_schema: &'a str,
 }
@@ -316,51 +317,92 @@ fn shared_job<'a>(
     })
 }
 
-/// Finds the pending tenants whose schema or database does not exist yet,
-/// such as a database tenant with `create = false`. A tenant is pending also
-/// when only its migrations were left for later, and those can run. Reads
-/// nothing when no selected tenant is pending, else one query per server.
-fn unprovisioned(
+/// Checks that the schema or database of each tenant with migrations to
+/// run, or with status pending, exists. A pending tenant without it is
+/// skipped, because apply left it for later (such as a database with
+/// `create = false`). Any other tenant without it fails with nothing run or
+/// recorded: a migration must not run outside the tenant's schema, nor be
+/// recorded as applied where no schema contains it. Sends one query for the
+/// schemas and one per server for the databases, and none when no tenant
+/// needs checking, so a run with nothing to do reads no catalog.
+fn check_provisioned(
     control: &mut diesel::PgConnection,
     servers: &Servers,
-    records: &[&TenantRecord],
-) -> Result<HashSet<String>> {
-    let pending: Vec<(&TenantRecord, Location)> = records
+    jobs: &mut [Job<'_>],
+) -> Result<()> {
+    let checked: Vec<&mut Job<'_>> = jobs.iter_mut().filter(|job| needs_check(job)).collect();
+    let schemas: Vec<String> = checked
         .iter()
-        .filter(|record| record.status == registry::STATUS_PENDING)
-        .map(|record| (*record, Location::of(record)))
+        .filter(|job| job.location.isolation == Some(Isolation::Schema))
+        .filter_map(|job| job.location.schema.clone())
         .collect();
-    let mut names: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut missing = HashSet::new();
-    for (record, location) in &pending {
-        let exists = match (location.isolation, &location.server, &location.database) {
+    let schemas = catalog::existing_schemas(control, &schemas)?;
+    let mut databases: HashMap<String, Option<HashSet<String>>> = HashMap::new();
+    for job in checked {
+        let location = &job.location;
+        let missing = match (location.isolation, &location.server, &location.database) {
+            (Some(Isolation::Schema), _, _) => match &location.schema {
+                Some(schema) if schemas.contains(schema) => None,
+                Some(schema) => Some(format!("schema \"{schema}\" does not exist")),
+                None => Some("the registry record names no schema".to_string()),
+            },
             (Some(Isolation::Database), Some(server), Some(database)) => {
-                if !names.contains_key(server) {
-                    let mut connection = db::connect(&servers.admin_url(server)?)?;
-                    names.insert(server.clone(), catalog::database_names(&mut connection)?);
-                }
-                names[server].contains(database)
-            }
-            (Some(Isolation::Schema), _, _) => {
-                if !names.contains_key("") {
-                    let schemas = catalog::read_control(control)?
-                        .schemas
-                        .into_keys()
-                        .collect();
-                    names.insert(String::new(), schemas);
-                }
-                location
-                    .schema
+                let names = databases
+                    .entry(server.clone())
+                    .or_insert_with(|| database_names(servers, server));
+                names
                     .as_ref()
-                    .is_some_and(|schema| names[""].contains(schema))
+                    .is_some_and(|names| !names.contains(database))
+                    .then(|| format!("database \"{database}\" on {server} does not exist"))
             }
-            _ => true,
+            _ => None,
         };
-        if !exists {
-            missing.insert(record.id.clone());
+        let Some(missing) = missing else {
+            continue;
+        };
+        job.work = if job.members[0].status == registry::STATUS_PENDING {
+            Work::Skip(
+                "its schema or database does not exist yet (status pending); run tenantctl apply"
+                    .into(),
+            )
+        } else {
+            Work::Missing(format!("{missing} yet; run tenantctl apply to create it"))
+        };
+    }
+    Ok(())
+}
+
+/// Returns whether `check_provisioned` looks at a job: a schema or database
+/// tenant with migrations to run, or a pending one.
+fn needs_check(job: &Job<'_>) -> bool {
+    let own_place = matches!(
+        job.location.isolation,
+        Some(Isolation::Schema | Isolation::Database)
+    );
+    let pending = job.members[0].status == registry::STATUS_PENDING;
+    let work = match job.work {
+        Work::Run { .. } => true,
+        Work::UpToDate | Work::Refuse(_) => pending,
+        Work::Skip(_) | Work::Missing(_) => false,
+    };
+    own_place && job.shared.is_none() && work
+}
+
+/// Reads the names of the databases on server `key`. A server that cannot
+/// be reached gives `None`, so its tenants are not judged here and each
+/// fails on its own connection, while the other tenants go on.
+fn database_names(servers: &Servers, key: &str) -> Option<HashSet<String>> {
+    let names = servers
+        .admin_url(key)
+        .and_then(|url| db::connect(&url))
+        .and_then(|mut connection| catalog::database_names(&mut connection));
+    match names {
+        Ok(names) => Some(names),
+        Err(error) => {
+            tracing::debug!(server = %key, error = %error, "cannot read the server's databases");
+            None
         }
     }
-    Ok(missing)
 }
 
 fn tenant_work<'a>(
@@ -407,6 +449,10 @@ fn print_dry_run(printer: &Printer, jobs: &[Job<'_>]) -> i32 {
                 for item in drift {
                     printer.error(&format!("{id}: refused: {item}"));
                 }
+            }
+            Work::Missing(reason) => {
+                counts.failed += members;
+                printer.error(&format!("{id}: failed: {reason}"));
             }
             Work::Run { pending, drift } => {
                 counts.migrated += members;
@@ -456,6 +502,10 @@ impl Runner<'_> {
                 for item in drift {
                     self.progress.error(&format!("{id}: refused: {item}"));
                 }
+                self.fail(members);
+            }
+            Work::Missing(reason) => {
+                self.progress.error(&format!("{id}: failed: {reason}"));
                 self.fail(members);
             }
             Work::Run { pending, drift } => {

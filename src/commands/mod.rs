@@ -155,6 +155,26 @@ pub fn open_control(url: &str) -> Result<PgConnection> {
     Ok(connection)
 }
 
+/// Connects to the control database for a command that only reads the
+/// registry. A database without the registry is an error, so such a command
+/// never creates one. An existing registry of an older tenantctl is upgraded
+/// as `open_control` does, because the queries expect the current tables.
+pub fn open_existing_registry(url: &str) -> Result<PgConnection> {
+    db::tag_sessions(url);
+    let mut connection = db::connect(url)?;
+    if !registry::exists(&mut connection)? {
+        return Err(Error::with_hint(
+            format!(
+                "no tenantctl registry in database {}: schema tenantctl does not exist",
+                db::redact(url)
+            ),
+            "tenantctl apply creates the registry. If this is the wrong database, set --database-url, TENANTCTL_DATABASE_URL or [control] database_url in the spec",
+        ));
+    }
+    registry::bootstrap(&mut connection)?;
+    Ok(connection)
+}
+
 /// Refuses a plan that the connecting role cannot carry out, before any
 /// change: the error lists each missing privilege with the action that
 /// needs it.
@@ -178,6 +198,20 @@ pub fn refuse_plan_errors(plan: &crate::plan::Plan) -> Result<()> {
 pub fn print_warnings(printer: &crate::output::Printer, desired: &Desired) {
     for warning in &desired.warnings {
         printer.warn(warning);
+    }
+}
+
+/// Prints the plan's warnings to stderr, except the spec's warnings, which
+/// `print_warnings` printed before connecting.
+pub fn print_plan_warnings(
+    printer: &crate::output::Printer,
+    plan: &crate::plan::Plan,
+    desired: &Desired,
+) {
+    for warning in &plan.warnings {
+        if !desired.warnings.contains(warning) {
+            printer.warn(warning);
+        }
     }
 }
 

@@ -146,6 +146,7 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<i3
     if args.json {
         printer.out(&format!("{}\n", render::to_json(&planned.plan)));
     } else {
+        super::print_plan_warnings(printer, &planned.plan, &planned.desired);
         printer.out(&render::to_text(&planned.plan));
     }
     super::refuse_plan_errors(&planned.plan)?;

@@ -44,7 +44,7 @@ pub struct TenantDetails {
 pub fn run(global: &GlobalArgs, args: &ShowArgs, printer: &Printer) -> Result<i32> {
     let spec = super::load_spec_if_any(&args.spec, false)?;
     let control_url = super::control_url(global, spec.as_ref().map(|(_, desired)| desired));
-    let mut control = super::open_control(&control_url)?;
+    let mut control = super::open_existing_registry(&control_url)?;
     let state = registry::read_state(&mut control)?;
     let record = super::find_tenant(&state, &args.id)?.clone();
     let migrations = registry::tenant_migrations_of(&mut control, &record.id)?;

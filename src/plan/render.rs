@@ -134,15 +134,10 @@ fn describe_migrations(migrations: &[String]) -> String {
     }
 }
 
-/// Renders the plan as text.
+/// Renders the plan as text. Its warnings are left out, because commands
+/// print them to stderr.
 pub fn to_text(plan: &Plan) -> String {
     let mut out = String::new();
-    for warning in &plan.warnings {
-        let _ = writeln!(out, "Warning: {warning}");
-    }
-    if !plan.warnings.is_empty() {
-        out.push('\n');
-    }
     if let Some(shared) = &plan.shared {
         write_shared(&mut out, shared);
     }

@@ -232,3 +232,20 @@ pub fn database_names(connection: &mut PgConnection) -> Result<HashSet<String>> 
         .map_err(Error::query("cannot read pg_database"))?;
     Ok(rows.into_iter().map(|row| row.name).collect())
 }
+
+/// Returns which of `names` are schemas of the connected database, in one
+/// query whatever the number of names.
+pub fn existing_schemas(
+    connection: &mut PgConnection,
+    names: &[String],
+) -> Result<HashSet<String>> {
+    if names.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Name> =
+        diesel::sql_query("SELECT nspname::text AS name FROM pg_namespace WHERE nspname = ANY($1)")
+            .bind::<diesel::sql_types::Array<Text>, _>(names)
+            .load(connection)
+            .map_err(Error::query("cannot read pg_namespace"))?;
+    Ok(rows.into_iter().map(|row| row.name).collect())
+}

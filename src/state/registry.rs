@@ -176,14 +176,19 @@ pub fn bootstrap(connection: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {
-    let context = "cannot create the registry (schema tenantctl) in the control database";
-    let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+/// Returns whether the connected database has the registry schema
+/// `tenantctl`, whatever its version.
+pub fn exists(connection: &mut PgConnection) -> Result<bool> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
         "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'tenantctl')",
     ))
     .get_result(connection)
-    .map_err(Error::query(context))?;
-    if !exists {
+    .map_err(Error::query("cannot read pg_namespace"))
+}
+
+fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {
+    let context = "cannot create the registry (schema tenantctl) in the control database";
+    if !exists(connection)? {
         diesel::sql_query("CREATE SCHEMA tenantctl")
             .execute(connection)
             .map_err(Error::query(context))?;
