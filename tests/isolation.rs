@@ -883,6 +883,39 @@ fn cache_acl_user_renames_and_adoption() {
     assert_eq!(acl_line(&redis, &u1), None);
     assert!(acl_line(&redis, &u1b).is_some());
 
+    // The old user is removed before the new one is set, so a removal that
+    // fails leaves no user the registry does not name.
+    redis.redis(&[
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">limited-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-acl|deluser",
+    ]);
+    let limited_url = format!("redis://limited:limited-pw@127.0.0.1:{}/", redis.port());
+    let limited_vars = [
+        ("CACHE_PASSWORD", "pw-cache"),
+        ("TENANTCTL_REDIS_URL", limited_url.as_str()),
+    ];
+    let u1c = env.id("u1c");
+    write([Some(&u1c), Some(&u2)]);
+    let rejected = tenantctl(
+        &env,
+        &["apply", "-f", "tenants.toml", "--auto-approve"],
+        &limited_vars,
+    );
+    assert_eq!(rejected.code, 1, "{}", rejected.all());
+    assert_eq!(recorded_user(&c1), u1b);
+    assert_eq!(acl_line(&redis, &u1c), None);
+    write([Some(&u1b), Some(&u2)]);
+    apply_ok(&env, "tenants.toml", &vars);
+    assert!(acl_line(&redis, &u1b).is_some());
+    assert_no_changes(&env, "tenants.toml", &vars);
+
     // A name moves from c2 to c1: c2 deletes it first while c1 waits, then
     // c1 makes it again with its own prefix.
     let u2b = env.id("u2b");
@@ -899,6 +932,16 @@ fn cache_acl_user_renames_and_adoption() {
     assert!(!moved.contains(&format!("~{c2}:*")), "{moved}");
     assert_eq!(acl_line(&redis, &u1b), None);
     assert_no_changes(&env, "tenants.toml", &vars);
+
+    // Two tenants that swap names wait for each other, and the plan reports it.
+    write([Some(&u2b), Some(&u2)]);
+    let swap = plan(&env, "tenants.toml", &vars);
+    assert!(
+        swap.stdout
+            .contains("No changes. 2 tenants cannot be applied yet: see the notes above."),
+        "{}",
+        swap.stdout
+    );
 
     // No tenant has an ACL user any more, so plan does not read Redis; the
     // old users are removed all the same.

@@ -12,16 +12,16 @@ use crate::state::redis::RedisTarget;
 /// A pool of Redis connections, shared by the workers.
 pub type RedisPool = r2d2::Pool<redis::Client>;
 
-/// Applies the Redis steps of a tenant's plan: sets its ACL user, then
-/// removes the user it had before; returns the report lines.
+/// Applies the Redis steps of a tenant's plan: removes the user it had
+/// before, then sets its ACL user; returns the report lines. The old user
+/// goes first: the registry names one user per tenant, so after a failure
+/// between the two steps it must still name every user that exists.
 pub fn apply_acl_users(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
     tenant_plan: &TenantPlan,
 ) -> Result<Vec<String>, TenantError> {
-    let mut lines: Vec<String> = set_acl_user(context, tenant, tenant_plan)?
-        .into_iter()
-        .collect();
+    let mut lines = Vec::new();
     for action in &tenant_plan.actions {
         if let Some(line) = remove_acl_user(context, action)? {
             let mut control = db::checkout(&context.control)
@@ -30,6 +30,7 @@ pub fn apply_acl_users(
             lines.push(line);
         }
     }
+    lines.extend(set_acl_user(context, tenant, tenant_plan)?);
     Ok(lines)
 }
 

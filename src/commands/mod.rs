@@ -162,10 +162,10 @@ pub fn open_control(url: &str) -> Result<PgConnection> {
 pub fn open_existing_registry(url: &str) -> Result<PgConnection> {
     db::tag_sessions(url);
     let mut connection = db::connect(url)?;
-    if !registry::exists(&mut connection)? {
+    if !registry::has_registry(&mut connection)? {
         return Err(Error::with_hint(
             format!(
-                "no tenantctl registry in database {}: schema tenantctl does not exist",
+                "no tenantctl registry in database {}: schema tenantctl does not exist or holds no registry",
                 db::redact(url)
             ),
             "tenantctl apply creates the registry. If this is the wrong database, set --database-url, TENANTCTL_DATABASE_URL or [control] database_url in the spec",

@@ -189,7 +189,20 @@ pub fn to_text(plan: &Plan) -> String {
             summary.add, summary.change, summary.destroy
         );
     } else {
-        let _ = writeln!(out, "No changes. Tenants are up to date.");
+        let waiting = plan
+            .tenants
+            .iter()
+            .filter(|tenant| tenant.stays_pending)
+            .count();
+        if waiting == 0 {
+            let _ = writeln!(out, "No changes. Tenants are up to date.");
+        } else {
+            let tenants = if waiting == 1 { "tenant" } else { "tenants" };
+            let _ = writeln!(
+                out,
+                "No changes. {waiting} {tenants} cannot be applied yet: see the notes above."
+            );
+        }
     }
     out
 }

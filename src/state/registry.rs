@@ -186,6 +186,17 @@ pub fn exists(connection: &mut PgConnection) -> Result<bool> {
     .map_err(Error::query("cannot read pg_namespace"))
 }
 
+/// Tells whether the control database contains a registry: the schema with
+/// its record of applied registry migrations. An empty `tenantctl` schema
+/// made by someone else is no registry.
+pub fn has_registry(connection: &mut PgConnection) -> Result<bool> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "to_regclass('tenantctl.__diesel_schema_migrations') IS NOT NULL",
+    ))
+    .get_result(connection)
+    .map_err(Error::query("cannot read pg_namespace"))
+}
+
 fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {
     let context = "cannot create the registry (schema tenantctl) in the control database";
     if !exists(connection)? {
