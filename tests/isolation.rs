@@ -5,10 +5,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use support::{PrivateRedis, TestEnv, quote_literal};
+use support::{PrivateRedis, TestEnv, psql_as, quote_literal};
 
 /// Output of one tenantctl run.
 struct Run {
@@ -59,25 +58,6 @@ fn assert_no_changes(env: &TestEnv, spec: &str, vars: &[(&str, &str)]) {
     let run = plan(env, spec, vars);
     assert_eq!(run.code, 0, "plan is not empty:\n{}", run.all());
     assert!(run.stdout.contains("No changes."), "{}", run.stdout);
-}
-
-/// Runs statements in one session of `database` as `role`, over TCP.
-/// Returns the output, or psql's error when a statement fails.
-fn psql_as(role: &str, database: &str, statements: &[&str]) -> Result<String, String> {
-    let mut command = Command::new("psql");
-    command
-        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", role, "-d", database])
-        .env("PGCONNECT_TIMEOUT", "10");
-    for statement in statements {
-        command.args(["-c", statement]);
-    }
-    let output = command.output().expect("psql runs");
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
-    }
 }
 
 fn assert_denied(result: Result<String, String>, expected: &str) {

@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{TestEnv, quote_literal};
+use support::{TestEnv, psql_as, quote_literal};
 
 fn write_migration(dir: &Path, name: &str, sql: &str) {
     std::fs::create_dir_all(dir.join(name)).unwrap();
@@ -149,13 +149,14 @@ fn database_tenants_from_a_template() {
         );
         assert_eq!(owns, "t", "the tenant role owns its database's objects");
         // The tenant role can use and change what it owns.
-        let url = format!("postgres://{id}:pw@127.0.0.1:5432/{id}");
-        let output = std::process::Command::new("psql")
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c"])
-            .arg("INSERT INTO users (email, name) VALUES ('x@y', 'x'); ALTER TABLE users ADD COLUMN note text; SELECT count(*) FROM named")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
+        let used = psql_as(
+            &id,
+            &id,
+            &[
+                "INSERT INTO users (email, name) VALUES ('x@y', 'x'); ALTER TABLE users ADD COLUMN note text; SELECT count(*) FROM named",
+            ],
+        );
+        assert!(used.is_ok(), "{used:?}");
     }
     // The other copy's role has no privilege on the objects, though they belong
     // to pg_database_owner in both databases.
@@ -196,13 +197,8 @@ fn database_tenants_from_a_template() {
         );
         assert_eq!(recorded(&env, name), "1,2,3");
         let id = env.id(name);
-        let url = format!("postgres://{id}:pw@127.0.0.1:5432/{id}");
-        let output = std::process::Command::new("psql")
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c"])
-            .arg("SELECT count(*) FROM named")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{name}: {output:?}");
+        let read = psql_as(&id, &id, &["SELECT count(*) FROM named"]);
+        assert!(read.is_ok(), "{name}: {read:?}");
     }
     assert!(plan(&env).contains("No changes"));
 }

@@ -32,7 +32,7 @@ impl Section {
 pub struct Verdict {
     pub target: String,
     pub measured: String,
-    /// Whether the target is met; None for a figure shown for reference.
+    /// Whether the target is met, or None for a figure shown for reference.
     pub met: Option<bool>,
 }
 

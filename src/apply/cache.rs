@@ -12,10 +12,10 @@ use crate::state::redis::RedisTarget;
 /// A pool of Redis connections, shared by the workers.
 pub type RedisPool = r2d2::Pool<redis::Client>;
 
-/// Applies the Redis steps of a tenant's plan: removes the user it had
-/// before, then sets its ACL user; returns the report lines. The old user
-/// goes first: the registry names one user per tenant, so after a failure
-/// between the two steps it must still name every user that exists.
+/// Applies the Redis steps of a tenant's plan and returns the report lines.
+/// The user the tenant had before is removed before its new user is set,
+/// because the registry names one user per tenant. After a failure between
+/// the two steps, the registry then still names every user that exists.
 pub fn apply_acl_users(
     context: &ApplyContext<'_>,
     tenant: &DesiredTenant,
@@ -35,54 +35,56 @@ pub fn apply_acl_users(
 }
 
 /// Runs a DeleteAclUser or DisableAclUser action and returns its report
-/// line, or None for any other action. It opens its own connection, because
-/// no tenant of the spec may use Redis any more.
+/// line, or None for any other action.
 pub fn remove_acl_user(
     context: &ApplyContext<'_>,
     action: &Action,
 ) -> Result<Option<String>, TenantError> {
-    let (user, rules, line) = match action {
-        Action::DeleteAclUser { user } => {
-            (user, None, format!("✓ Redis ACL user '{user}' deleted"))
-        }
-        // `reset` turns the user off and takes away its passwords, key and
-        // channel patterns and commands.
-        Action::DisableAclUser { user } => (
-            user,
-            Some("reset"),
-            format!("✓ Redis ACL user '{user}' disabled (adopted, so kept)"),
-        ),
+    let (user, disable) = match action {
+        Action::DeleteAclUser { user } => (user, false),
+        Action::DisableAclUser { user } => (user, true),
         _ => return Ok(None),
     };
-    let step = match rules {
-        None => format!("delete Redis ACL user {user}"),
-        Some(_) => format!("disable Redis ACL user {user}"),
-    };
-    let target = match &context.servers.redis {
-        Some(target) => target.clone(),
-        None => RedisTarget::from_spec(Some(context.desired))
-            .map_err(|error| TenantError::new(&step, error))?,
-    };
+    let verb = if disable { "disable" } else { "delete" };
+    let step = format!("{verb} Redis ACL user {user}");
+    let target = redis_target(context).map_err(|error| TenantError::new(&step, error))?;
     let mut connection = target
         .connect()
         .map_err(|error| TenantError::new(&step, error))?;
     let mut command = redis::cmd("ACL");
-    match rules {
-        None => command.arg("DELUSER").arg(user),
-        Some(rules) => command.arg("SETUSER").arg(user).arg(rules),
-    };
+    if disable {
+        // `reset` turns the user off and takes away its passwords, key and
+        // channel patterns and commands.
+        command.arg("SETUSER").arg(user).arg("reset");
+    } else {
+        command.arg("DELUSER").arg(user);
+    }
     command
         .query::<redis::Value>(&mut connection)
         .map_err(|error| TenantError::new(&step, target.command_failure("ACL", error)))?;
-    Ok(Some(line))
+    Ok(Some(if disable {
+        format!("✓ Redis ACL user '{user}' disabled (adopted, so kept)")
+    } else {
+        format!("✓ Redis ACL user '{user}' deleted")
+    }))
 }
 
-/// Checks out a connection to the Redis server, or fails with the reason
-/// the first failed connection gave.
-fn redis_connection(
-    context: &ApplyContext<'_>,
+/// Returns the Redis server of this apply. A removal needs one even when no
+/// tenant of the spec has an ACL user, and the server is then taken from
+/// the environment or the spec.
+pub fn redis_target(context: &ApplyContext<'_>) -> Result<RedisTarget, String> {
+    match &context.servers.redis {
+        Some(target) => Ok(target.clone()),
+        None => RedisTarget::from_spec(Some(context.desired)).map_err(|error| error.to_string()),
+    }
+}
+
+/// Checks out a connection to the Redis server and returns it with the
+/// server. Fails with the reason the first failed connection gave.
+fn redis_connection<'c>(
+    context: &'c ApplyContext<'_>,
     step: &str,
-) -> Result<r2d2::PooledConnection<redis::Client>, TenantError> {
+) -> Result<(r2d2::PooledConnection<redis::Client>, &'c RedisTarget), TenantError> {
     let pool = context
         .redis_pool()
         .map_err(|error| TenantError::new(step, error))?;
@@ -94,12 +96,13 @@ fn redis_connection(
     if let Some(lost) = context.redis_lost.get() {
         return Err(TenantError::new(step, lost));
     }
-    pool.get().map_err(|error| {
+    let connection = pool.get().map_err(|error| {
         let lost = context
             .redis_lost
             .get_or_init(|| target.connect_failure(error));
         TenantError::new(step, lost)
-    })
+    })?;
+    Ok((connection, target))
 }
 
 /// Sets the tenant's Redis ACL user when its plan contains that action, with one
@@ -135,12 +138,7 @@ fn set_acl_user(
         password,
     };
     let step = format!("set Redis ACL user {name}");
-    let mut connection = redis_connection(context, &step)?;
-    let target = context
-        .servers
-        .redis
-        .as_ref()
-        .ok_or_else(|| TenantError::new(&step, "no Redis server is configured"))?;
+    let (mut connection, target) = redis_connection(context, &step)?;
     // Each rule is its own argument, so no value is ever parsed as a command.
     redis::cmd("ACL")
         .arg("SETUSER")

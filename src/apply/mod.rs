@@ -366,26 +366,20 @@ pub fn adopted_objects(
     tenant: &DesiredTenant,
     tenant_plan: &TenantPlan,
 ) -> Vec<String> {
-    let mut adopted: Vec<String> = context
-        .actual
-        .registry
-        .tenants
-        .get(&tenant.id)
+    let record = context.actual.registry.tenants.get(&tenant.id);
+    let mut adopted: Vec<String> = record
         .map(|record| record.adopted.clone())
         .unwrap_or_default();
-    let recorded_user = context
-        .actual
-        .registry
-        .tenants
-        .get(&tenant.id)
-        .and_then(|record| record.config.get("acl_user"))
-        .and_then(|value| value.as_str());
+    let recorded_user = record.and_then(|record| record.config_text("acl_user"));
     for action in &tenant_plan.actions {
         let object = match action {
             Action::AdoptRole { role } => format!("role:{role}"),
             Action::AdoptDatabase { database, .. } => format!("database:{database}"),
             Action::AdoptSchema { schema } => format!("schema:{schema}"),
             // An ACL user that existed before this tenant named it.
+            // NOTE: a user this tenant set in an apply that stopped before its
+            // record was written looks adopted too, so removing the tenant
+            // disables that user instead of deleting it.
             Action::SetAclUser {
                 user, exists: true, ..
             } if recorded_user != Some(user.as_str()) => format!("acl_user:{user}"),
@@ -411,11 +405,11 @@ pub fn write_record(
     let record = context.actual.registry.tenants.get(&tenant.id);
     // A failed apply may not have removed the old Redis ACL user yet, so
     // the record keeps naming it and the next plan removes it.
-    let old_user = record.and_then(|record| record.config.get("acl_user"));
+    let old_user = record.and_then(|record| record.config_text("acl_user"));
     if let (STATUS_FAILED, Some(old_user), Some(object)) =
         (status, old_user, config.as_object_mut())
     {
-        object.insert("acl_user".to_string(), old_user.clone());
+        object.insert("acl_user".to_string(), old_user.into());
     }
     let adopted = adopted_objects(context, tenant, tenant_plan);
     registry::upsert_tenant(

@@ -13,7 +13,6 @@ use crate::plan::action::Action;
 use crate::spec::validate::DEFAULT_TENANT_SETTING;
 use crate::sql::quote_ident;
 use crate::state::db;
-use crate::state::redis::RedisTarget;
 use crate::state::registry::{self, TenantRecord};
 
 /// Number of keys asked for per SCAN call and unlinked per UNLINK call.
@@ -196,13 +195,10 @@ fn delete_rows(
 /// declared tenant has an ACL user.
 fn redis_connection(context: &ApplyContext<'_>) -> Result<redis::Connection, TenantError> {
     let failed = |error: String| TenantError::new("connect to Redis", error);
-    match &context.servers.redis {
-        Some(target) => target.connect().map_err(failed),
-        None => RedisTarget::from_spec(Some(context.desired))
-            .map_err(|error| failed(error.to_string()))?
-            .connect()
-            .map_err(failed),
-    }
+    super::cache::redis_target(context)
+        .map_err(failed)?
+        .connect()
+        .map_err(failed)
 }
 
 /// Escapes the characters SCAN MATCH reads as glob syntax.

@@ -600,10 +600,7 @@ impl TenantPlanner<'_> {
                 info.name
             ));
         }
-        let registered_role = self
-            .record
-            .and_then(|record| record.config.get("role"))
-            .and_then(|value| value.as_str());
+        let registered_role = self.record.and_then(|record| record.config_text("role"));
         info.public_access || role_lacks_access || self.record.is_none() || registered_role != role
     }
 
@@ -650,8 +647,9 @@ impl TenantPlanner<'_> {
         let Some(record) = self.record else {
             return;
         };
-        let recorded = |key: &str| record.config.get(key).and_then(|value| value.as_str());
-        let (Some(old_role), Some(schema)) = (recorded("role"), recorded("schema")) else {
+        let (Some(old_role), Some(schema)) =
+            (record.config_text("role"), record.config_text("schema"))
+        else {
             return;
         };
         let taken = self.desired.tenants.iter().any(|tenant| {
@@ -681,11 +679,7 @@ impl TenantPlanner<'_> {
         let Some(record) = self.record else {
             return;
         };
-        let Some(old) = record
-            .config
-            .get("acl_user")
-            .and_then(|value| value.as_str())
-        else {
+        let Some(old) = record.config_text("acl_user") else {
             return;
         };
         let declared = self
@@ -764,11 +758,7 @@ impl TenantPlanner<'_> {
     /// tenantctl made for this tenant.
     fn made_acl_user(&self, name: &str) -> bool {
         self.record.is_some_and(|record| {
-            record
-                .config
-                .get("acl_user")
-                .and_then(|value| value.as_str())
-                == Some(name)
+            record.config_text("acl_user") == Some(name)
                 && !record.adopted.contains(&format!("acl_user:{name}"))
         })
     }

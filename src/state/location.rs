@@ -28,13 +28,7 @@ pub struct Location {
 impl Location {
     /// Reads the location from a registry record.
     pub fn of(record: &TenantRecord) -> Location {
-        let text = |key: &str| {
-            record
-                .config
-                .get(key)
-                .and_then(|value| value.as_str())
-                .map(str::to_string)
-        };
+        let text = |key: &str| record.config_text(key).map(str::to_string);
         Location {
             isolation: Isolation::parse(&record.isolation),
             database: text("database"),

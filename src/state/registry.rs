@@ -111,6 +111,13 @@ pub struct TenantRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl TenantRecord {
+    /// Returns a text value of the record's config, such as `acl_user`.
+    pub fn config_text(&self, key: &str) -> Option<&str> {
+        self.config.get(key).and_then(|value| value.as_str())
+    }
+}
+
 /// A registry row to insert or update. `last_error: None` clears the
 /// column, so a tenant that succeeds after a failure drops its old error.
 #[derive(Debug, Clone, Insertable, AsChangeset)]
@@ -194,7 +201,9 @@ pub fn has_registry(connection: &mut PgConnection) -> Result<bool> {
         "to_regclass('tenantctl.__diesel_schema_migrations') IS NOT NULL",
     ))
     .get_result(connection)
-    .map_err(Error::query("cannot read pg_namespace"))
+    .map_err(Error::query(
+        "cannot look for the registry table tenantctl.__diesel_schema_migrations",
+    ))
 }
 
 fn run_registry_migrations(connection: &mut PgConnection) -> Result<()> {

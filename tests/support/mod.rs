@@ -689,6 +689,25 @@ pub fn shared_bench_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Runs statements in one session of `database` as `role`, over TCP.
+/// Returns the output, or psql's error when a statement fails.
+pub fn psql_as(role: &str, database: &str, statements: &[&str]) -> Result<String, String> {
+    let mut command = Command::new("psql");
+    command
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-p", "5432", "-U", role, "-d", database])
+        .env("PGCONNECT_TIMEOUT", "10");
+    for statement in statements {
+        command.args(["-c", statement]);
+    }
+    let output = command.output().expect("psql runs");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
 /// Quotes a PostgreSQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
